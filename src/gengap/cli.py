@@ -1,0 +1,119 @@
+"""The `gengap` command line: each command is a thin call into a module.
+
+Bad input (an `InputError`) prints what is wrong, where and how to fix it, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gengap.errors import InputError
+
+app = typer.Typer(
+    name="gengap",
+    help="Study and close the generalization gap between SFT and RL post-training.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Generate task datasets as JSONL.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn an `InputError` into a clear message and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command("tasks")
+@friendly_errors
+def tasks_command() -> None:
+    """List the tasks with their splits and variants."""
+    from gengap.tasks.registry import TASKS
+
+    table = Table(title="gengap tasks")
+    for column in ("task", "splits", "variants", "verify iters"):
+        table.add_column(column)
+    for name, factory in TASKS.items():
+        task = factory()
+        variants = "\n".join(f"{k}: {', '.join(v)}" for k, v in task.variants.items())
+        table.add_row(name, "\n".join(task.splits), variants, str(task.default_verify_iters))
+    Console().print(table)
+
+
+@data_app.command("generalpoints")
+@friendly_errors
+def data_generalpoints(
+    split: Annotated[
+        str, typer.Option(help="warmup, train, test-id, test-ood-rule or test-ood-visual")
+    ],
+    n: Annotated[int, typer.Option(help="Number of samples.", min=1)],
+    out: Annotated[Path, typer.Option(help="Output JSONL file (images go beside it).")],
+    seed: Annotated[int, typer.Option(help="Seed of the split's random stream.")] = 0,
+    modality: Annotated[str, typer.Option(help="text or image")] = "text",
+    prompt_style: Annotated[str, typer.Option(help="paper (the study's) or compact")] = "paper",
+    target: Annotated[int, typer.Option(help="The number to reach.")] = 24,
+    image_size: Annotated[int | None, typer.Option(help="Image side in px.")] = None,
+    hold_out_test_hands: Annotated[
+        bool, typer.Option(help="Keep test-id hands out of train (off in the study).")
+    ] = False,
+) -> None:
+    """Generate a GeneralPoints split as JSONL (one row per sample; PNGs beside it)."""
+    from gengap.tasks.generalpoints.export import export_split
+
+    written = export_split(
+        split=split, n=n, seed=seed, out=out, modality=modality, prompt_style=prompt_style,
+        target=target, image_size=image_size, hold_out_test_hands=hold_out_test_hands,
+    )
+    console.print(f"wrote {written} samples to {out}")
+
+
+@app.command("score")
+@friendly_errors
+def score_command(
+    task: Annotated[str, typer.Option(help="Task name (see `gengap tasks`).")],
+    input: Annotated[Path, typer.Option("--input", help="JSONL rows with a `completion`.")],
+    output: Annotated[Path, typer.Option(help="JSONL: input rows + reward, correct, feedback.")],
+    skip_bad: Annotated[
+        bool, typer.Option(help="Count and skip bad rows instead of stopping.")
+    ] = False,
+) -> None:
+    """Score completions with the task's verifier."""
+    from gengap.scoring import score_file
+
+    stats = score_file(task, input, output, skip_bad=skip_bad)
+    console.print(
+        f"scored {stats.scored} rows -> {output}: {stats.correct} correct "
+        f"({stats.accuracy:.1%}), mean reward {stats.mean_reward:+.3f}"
+        + (f"; skipped {stats.skipped} bad rows" if stats.skipped else "")
+    )
+    for line, reason in stats.bad_rows[:5]:
+        console.print(f"  skipped line {line}: {reason}", highlight=False)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
