@@ -111,6 +111,39 @@ def score_command(
         console.print(f"  skipped line {line}: {reason}", highlight=False)
 
 
+@app.command("eval")
+@friendly_errors
+def eval_command(
+    model: Annotated[str, typer.Option(help="'tiny' (the embedded default) or a checkpoint.")],
+    task: Annotated[str, typer.Option(help="Task name (see `gengap tasks`).")],
+    splits: Annotated[str, typer.Option(help="Comma-separated, e.g. test-id,test-ood-rule")],
+    out: Annotated[Path, typer.Option(help="Directory for results.json and samples.jsonl.")],
+    n: Annotated[int, typer.Option(help="Episodes per split.", min=1)] = 234,
+    verify_iters: Annotated[
+        int | None, typer.Option(help="Attempts per episode (default: the task's).", min=1)
+    ] = None,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.", min=0)] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the splits and of sampling.")] = 0,
+    modality: Annotated[str, typer.Option(help="text or image")] = "text",
+    prompt_style: Annotated[
+        str | None, typer.Option(help="paper or compact (default: compact for tiny)")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="hf or vllm")] = "hf",
+) -> None:
+    """Evaluate a model on ID / OOD splits: results.json + samples.jsonl."""
+    from gengap.evaluate import EvalConfig, evaluate, format_table
+
+    style = prompt_style or ("compact" if model == "tiny" else "paper")
+    config = EvalConfig(
+        model=model, task=task, splits=[s.strip() for s in splits.split(",") if s.strip()],
+        n=n, verify_iters=verify_iters, temperature=temperature, seed=seed, backend=backend,
+        task_options={"modality": modality, "prompt_style": style},
+    )
+    payload = evaluate(config, out)
+    Console().print(format_table(payload["results"]), highlight=False)
+    console.print(f"results in {out / 'results.json'}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
