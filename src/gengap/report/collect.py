@@ -1,0 +1,114 @@
+"""Read a study directory (finished or partial) into plain tables for the report.
+
+Layout written by `gengap.study`:
+
+    DIR/study.json                       preset, resolved config, provenance
+    DIR/difficulty/summary.json          the difficulty pass (bucket counts, histogram, time)
+    DIR/runs/<arm>/seed-<s>/curve.jsonl  {"step", "split", "success", "success_stderr", ...}
+    DIR/runs/<arm>/seed-<s>/budget.json  steps, epochs, wall seconds, tokens, FLOPs, lr
+    DIR/runs/<arm>/seed-<s>/grad_norms.jsonl    SFT arms: {"step", "bucket", "grad_norm"}
+    DIR/runs/<arm>/seed-<s>/train_log.jsonl     TRL's log history (GRPO: frac_reward_zero_std)
+    DIR/lr_sweep/<arm>.json              {"lrs", "id_val", "ood", "picked"}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a torn last line from an interrupted run
+    return rows
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+@dataclass
+class Run:
+    """One arm trained with one seed."""
+
+    arm: str
+    seed: int
+    curve: list[dict[str, Any]]
+    budget: dict[str, Any] | None
+    grad_norms: list[dict[str, Any]]
+    train_log: list[dict[str, Any]]
+
+    def final(self, split: str) -> dict[str, Any] | None:
+        """The evaluation at the last step that has `split`."""
+        rows = [r for r in self.curve if r["split"] == split]
+        return max(rows, key=lambda r: r["step"]) if rows else None
+
+
+@dataclass
+class Study:
+    """Everything the report needs, as read from disk."""
+
+    root: Path
+    meta: dict[str, Any]
+    difficulty: dict[str, Any] | None
+    runs: dict[str, list[Run]] = field(default_factory=dict)
+    sweeps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.meta.get("config", {}).get("eval_splits", []))
+
+    def arms(self) -> list[str]:
+        order = self.meta.get("config", {}).get("arms", [])
+        return [a for a in order if a in self.runs] + sorted(set(self.runs) - set(order))
+
+    def final_success(self, arm: str, split: str) -> tuple[float, float, int] | None:
+        """Mean and standard error over seeds of the final success (binomial se for 1 seed)."""
+        finals = [f for run in self.runs.get(arm, []) if (f := run.final(split))]
+        if not finals:
+            return None
+        values = [f["success"] for f in finals]
+        mean = statistics.fmean(values)
+        if len(values) > 1:
+            se = statistics.stdev(values) / math.sqrt(len(values))
+        else:
+            se = finals[0].get("success_stderr", 0.0)
+        return mean, se, len(values)
+
+
+def load_study(root: str | Path) -> Study:
+    """Read whatever a (possibly partial) study directory holds."""
+    root = Path(root)
+    study = Study(root, _json(root / "study.json") or {},
+                  _json(root / "difficulty" / "summary.json"))
+    runs_dir = root / "runs"
+    if runs_dir.is_dir():
+        for arm_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+            for seed_dir in sorted(arm_dir.glob("seed-*")):
+                run = Run(
+                    arm=arm_dir.name,
+                    seed=int(seed_dir.name.split("-", 1)[1]),
+                    curve=_jsonl(seed_dir / "curve.jsonl"),
+                    budget=_json(seed_dir / "budget.json"),
+                    grad_norms=_jsonl(seed_dir / "grad_norms.jsonl"),
+                    train_log=_jsonl(seed_dir / "train_log.jsonl"),
+                )
+                if run.curve or run.budget:
+                    study.runs.setdefault(arm_dir.name, []).append(run)
+    for sweep in sorted((root / "lr_sweep").glob("*.json")):
+        if (data := _json(sweep)) is not None:
+            study.sweeps[sweep.stem] = data
+    return study
