@@ -20,8 +20,9 @@ def write_run(root: Path, arm: str, seed: int, finals: dict[str, float], seconds
             for step in (0, 10, 20) for s, v in finals.items()]
     (d / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (d / "budget.json").write_text(json.dumps({"wall_seconds": seconds, "steps": 20,
-                                               "epochs": 1.5, "tokens": 1000, "flops": 1e9,
-                                               "lr": 1e-3}))
+                                               "epochs": 1.5, "tokens": 1000,
+                                               "flops": {"training": 1e9, "total": 1e9},
+                                               "learning_rate": 1e-3}))
     if grad:
         (d / "grad_norms.jsonl").write_text("".join(
             json.dumps({"step": s, "bucket": b, "grad_norm": g})

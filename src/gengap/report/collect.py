@@ -7,8 +7,10 @@ Layout written by `gengap.study`:
     DIR/runs/<arm>/seed-<s>/curve.jsonl  {"step", "split", "success", "success_stderr", ...}
     DIR/runs/<arm>/seed-<s>/budget.json  steps, epochs, wall seconds, tokens, FLOPs, lr
     DIR/runs/<arm>/seed-<s>/grad_norms.jsonl    SFT arms: {"step", "bucket", "grad_norm"}
-    DIR/runs/<arm>/seed-<s>/train_log.jsonl     TRL's log history (GRPO: frac_reward_zero_std)
+    DIR/runs/<arm>/seed-<s>/log_history.jsonl   TRL's logs (GRPO: frac_reward_zero_std)
     DIR/lr_sweep/<arm>.json              {"lrs", "id_val", "ood", "picked"}
+
+Run directories are `gengap train` outputs (see `gengap.train.common`).
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def load_study(root: str | Path) -> Study:
                     curve=_jsonl(seed_dir / "curve.jsonl"),
                     budget=_json(seed_dir / "budget.json"),
                     grad_norms=_jsonl(seed_dir / "grad_norms.jsonl"),
-                    train_log=_jsonl(seed_dir / "train_log.jsonl"),
+                    train_log=_jsonl(seed_dir / "log_history.jsonl"),
                 )
                 if run.curve or run.budget:
                     study.runs.setdefault(arm_dir.name, []).append(run)

@@ -49,11 +49,13 @@ def budget_table(study: Study) -> list[str]:
 
         def mean(key: str, budgets=budgets) -> float:
             vals = [b[key] for b in budgets if b.get(key) is not None]
+            vals = [v["total"] if isinstance(v, dict) else v for v in vals]
             return statistics.fmean(vals) if vals else float("nan")
 
-        lines.append(f"| {arm} | {budgets[0].get('lr', '—')} | {budgets[0].get('steps', '—')} "
-                     f"| {mean('epochs'):.2f} | {mean('wall_seconds'):.0f} | "
-                     f"{mean('tokens'):,.0f} | {mean('flops'):.2e} |")
+        lines.append(f"| {arm} | {budgets[0].get('learning_rate', '—')} | "
+                     f"{budgets[0].get('steps', '—')} | {mean('epochs'):.2f} | "
+                     f"{mean('wall_seconds'):.0f} | {mean('tokens'):,.0f} | "
+                     f"{mean('flops'):.2e} |")
     return lines
 
 

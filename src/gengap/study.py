@@ -1,0 +1,294 @@
+"""`gengap reproduce`: both studies in miniature, from cold start to report.
+
+    cold start -> Init evaluation -> difficulty on the train split -> curated SFT sets
+    -> learning-rate sweep per arm (ID validation only) -> arms x seeds, each with an ID/OOD
+    curve -> hard-ratio ablation -> report
+
+Every stage leaves files in the study directory and is skipped when its files are complete,
+so a stopped study continues where it stopped: the cold start is cached by recipe hash, the
+difficulty pass and evaluations resume chunk by chunk, training resumes from its last
+checkpoint, and finished arms are not run again. Presets live in `configs/presets/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gengap.config import load_recipe, read_yaml, recipe_dict
+from gengap.errors import InputError
+from gengap.io import write_json, write_jsonl
+from gengap.runinfo import run_metadata
+
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs" / "presets"
+
+# Arm -> the curated variant it trains on (SFT arms); GRPO arms train on the task's prompts.
+SFT_VARIANTS = {
+    "sft-all": "all",
+    "sft-e": "balanced:E",
+    "sft-m": "balanced:M",
+    "sft-h": "balanced:H",
+    "sft-em": "EM",
+}
+
+
+def hard_arm(ratio: float) -> str:
+    """The ablation arm that adds a share `ratio` of hard samples to SFT-EM."""
+    return f"sft-em-hard{round(100 * ratio)}"
+
+
+@dataclass(kw_only=True)
+class StudyConfig:
+    """A preset: everything `gengap reproduce` runs (each key can be overridden: key=value)."""
+
+    preset: str = "custom"
+    task: str = "generalpoints"
+    task_options: dict[str, Any] = field(
+        default_factory=lambda: {"modality": "text", "prompt_style": "compact"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    coldstart: dict[str, Any] = field(default_factory=dict)  # cold-start recipe overrides
+    # Difficulty: DC-SFT's settings (k rollouts at temperature 0.9, top_k 50).
+    difficulty_n: int = 1000
+    k: int = 8
+    # Arms: same start, same steps, same prompts per step.
+    arms: list[str] = field(default_factory=lambda: [
+        "sft-all", "sft-e", "sft-m", "sft-h", "sft-em", "grpo"])
+    hard_ratios: list[float] = field(default_factory=lambda: [0.05, 0.15, 0.30])
+    steps: int = 60
+    batch_size: int = 16
+    eval_every: int = 20
+    eval_n: int = 200
+    eval_splits: list[str] = field(default_factory=lambda: ["test-id", "test-ood-rule"])
+    # Learning rates: each arm's is picked on ID validation from its kind's candidates.
+    sft_lrs: list[float] = field(default_factory=lambda: [3e-4, 1e-3, 3e-3])
+    grpo_lrs: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3])
+    sweep_steps: int | None = None  # None: the arm's own steps
+    sweep_val_n: int = 200
+    sweep_ood_n: int = 100  # OOD success per candidate lr: reported, never used to pick
+    sft: dict[str, Any] = field(default_factory=dict)  # SFTRecipe overrides
+    grpo: dict[str, Any] = field(default_factory=dict)  # GRPORecipe overrides
+
+    def validate(self) -> None:
+        if not self.seeds:
+            raise InputError("'seeds' is empty", hint="e.g. seeds=[0,1,2]")
+        unknown = [a for a in self.arms if a not in SFT_VARIANTS and a != "grpo"]
+        if unknown:
+            raise InputError(f"unknown arm(s) {unknown}",
+                             hint=f"arms are {', '.join([*SFT_VARIANTS, 'grpo'])}")
+        if any(not 0 < r < 1 for r in self.hard_ratios):
+            raise InputError(f"hard_ratios must lie in (0, 1): {self.hard_ratios}")
+
+    @property
+    def modality(self) -> str:
+        return self.task_options.get("modality", "text")
+
+    def all_arms(self) -> list[str]:
+        """Every trained arm, ablation arms included (in report order)."""
+        ablation = [hard_arm(r) for r in self.hard_ratios] if "sft-em" in self.arms else []
+        return [*self.arms, *ablation]
+
+
+def load_preset(name: str, *, quick: bool = False, overrides: list[str] = ()) -> StudyConfig:
+    """A preset from configs/presets/NAME.yaml (its `quick:` block merged in with `quick`)."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise InputError(f"unknown preset {name!r}", hint=f"presets: {', '.join(known)}")
+    data = read_yaml(path)
+    quick_block = data.pop("quick", {}) or {}
+    if quick:
+        data.update(quick_block)
+    data["preset"] = name + (" --quick" if quick else "")
+    parsed = dict(o.split("=", 1) for o in overrides if "=" in o)
+    if len(parsed) != len(overrides):
+        raise InputError("overrides must look like key=value", hint=" ".join(overrides))
+    return load_recipe(StudyConfig, None, parsed, **data)
+
+
+class Study:
+    """One study directory and the stages that fill it."""
+
+    def __init__(self, config: StudyConfig, root: str | Path, *, log=print):
+        self.config = config
+        self.root = Path(root)
+        self.log = log
+        self.timings: dict[str, float] = {}
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _claim(self) -> None:
+        """Write study.json, or check that an existing study ran with the same config."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / "study.json"
+        current = recipe_dict(self.config)
+        if path.exists():
+            previous = json.loads(path.read_text())["config"]
+            if previous != current:
+                changed = sorted(k for k in current if previous.get(k) != current.get(k))
+                raise InputError(f"{self.root} holds a study with different settings "
+                                 f"({', '.join(changed)})",
+                                 hint="use a new --out directory to run a different preset")
+        write_json(path, {"preset": self.config.preset, "config": current,
+                          "provenance": run_metadata(current, self.config.seeds[0])})
+
+    def _stage(self, name: str, fn, *args, **kwargs):
+        self.log(f"== {name}")
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.timings[name] = time.perf_counter() - start
+        self.log(f"   {name}: {self.timings[name]:.1f} s")
+        timings_path = self.root / "timings.json"
+        old = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+        write_json(timings_path, {**old, **self.timings})
+        return result
+
+    # -- stages ----------------------------------------------------------------------------
+    def coldstart(self) -> Path:
+        from gengap.coldstart import coldstart
+
+        path = coldstart(self.config.task, self.config.modality, **self.config.coldstart)
+        write_json(self.root / "coldstart.json", {"path": str(path)})
+        return Path(path)
+
+    def init_eval(self, model: Path) -> None:
+        """The start point of every arm, evaluated once (greedy: seed-independent)."""
+        from gengap.evaluate import evaluate
+
+        out = self.root / "runs" / "init" / "seed-0"
+        result = evaluate(self._eval_config(str(model)), out / "eval", progress=False)
+        rows = [{"step": 0, "split": split, **metrics}
+                for split, metrics in result["results"].items()]
+        write_jsonl(out / "curve.jsonl", [{k: v for k, v in r.items()
+                                           if isinstance(v, int | float | str)} for r in rows])
+
+    def difficulty(self, model: Path) -> Path:
+        from gengap.difficulty.estimate import DifficultyConfig, estimate_difficulty
+
+        out = self.root / "difficulty"
+        config = DifficultyConfig(model=str(model), task=self.config.task,
+                                  task_options=dict(self.config.task_options), split="train",
+                                  n=self.config.difficulty_n, k=self.config.k,
+                                  seed=self.config.seeds[0])
+        estimate_difficulty(config, out)
+        return out
+
+    def curate(self, difficulty: Path) -> dict[str, Path]:
+        """One SFT set per SFT arm (arms whose buckets are empty are skipped, with a note)."""
+        from gengap.difficulty.curate import curate, meta_path
+
+        variants = {arm: SFT_VARIANTS[arm] for arm in self.config.arms if arm in SFT_VARIANTS}
+        if "sft-em" in self.config.arms:
+            variants.update({hard_arm(r): f"EM+hard:{r}" for r in self.config.hard_ratios})
+        files = {}
+        for arm, variant in variants.items():
+            out = self.root / "data" / f"{arm}.jsonl"
+            if not meta_path(out).exists():
+                try:
+                    meta = curate(difficulty, variant, out, seed=self.config.seeds[0])
+                except InputError as exc:
+                    self.log(f"   skipping {arm}: {exc.message}")
+                    continue
+                self.log(f"   {arm}: {meta['rows']} rows {meta['buckets_selected']}")
+            files[arm] = out
+        return files
+
+    def _eval_config(self, model: str):
+        from gengap.evaluate import EvalConfig
+
+        return EvalConfig(model=model, task=self.config.task, splits=self.config.eval_splits,
+                          n=self.config.eval_n, verify_iters=1, temperature=0.0, seed=0,
+                          task_options=dict(self.config.task_options))
+
+    def _recipe(self, arm: str, model: Path, data: Path | None, seed: int, out: Path):
+        """The arm's training recipe: same start, steps and prompts per step for every arm."""
+        from gengap.train.grpo import GRPORecipe
+        from gengap.train.sft import SFTRecipe
+
+        common = {
+            "model": str(model), "out": str(out), "steps": self.config.steps,
+            "batch_size": self.config.batch_size, "seed": seed, "task": self.config.task,
+            "task_options": dict(self.config.task_options),
+            "save_every": self.config.eval_every, "eval_every": self.config.eval_every,
+            "eval_splits": list(self.config.eval_splits), "eval_n": self.config.eval_n,
+            "eval_verify_iters": 1, "save_only_model": True,
+        }
+        if arm == "grpo":
+            values = {**common, "n_prompts": self.config.difficulty_n, **self.config.grpo}
+            return GRPORecipe(**values)
+        values = {**common, "data": str(data), **self.config.sft}
+        return SFTRecipe(**values)
+
+    def sweep(self, arm: str, model: Path, data: Path | None) -> float:
+        """Pick the arm's learning rate on ID validation; OOD per candidate is only reported."""
+        from gengap.evaluate import evaluate
+        from gengap.train.sweep import pick_lr
+
+        out = self.root / "lr_sweep"
+        summary_path = out / f"{arm}.json"
+        if summary_path.exists():
+            return json.loads(summary_path.read_text())["picked"]
+        lrs = self.config.grpo_lrs if arm == "grpo" else self.config.sft_lrs
+        if len(lrs) == 1:
+            return lrs[0]
+        recipe = self._recipe(arm, model, data, self.config.seeds[0], out / arm)
+        result = pick_lr(recipe, lrs, out / arm, val_n=self.config.sweep_val_n,
+                         steps=self.config.sweep_steps)
+        ood_splits = [s for s in self.config.eval_splits if "ood" in s]
+        ood = []
+        for row in result["results"]:
+            config = dataclasses.replace(self._eval_config(str(Path(row["run"]) / "final")),
+                                         splits=ood_splits[:1], n=self.config.sweep_ood_n)
+            res = evaluate(config, Path(row["run"]) / "ood-eval", progress=False)["results"]
+            ood.append(next(iter(res.values()))["success"] if res else None)
+        write_json(summary_path, {
+            "lrs": [r["learning_rate"] for r in result["results"]],
+            "id_val": [r["val_success"] for r in result["results"]],
+            "ood": ood, "ood_split": ood_splits[:1], "picked": result["picked"],
+            "validation": result["validation"],
+        })
+        return result["picked"]
+
+    def train(self, arm: str, model: Path, data: Path | None, seed: int, lr: float) -> None:
+        from gengap.train.grpo import train_grpo
+        from gengap.train.sft import train_sft
+
+        out = self.root / "runs" / arm / f"seed-{seed}"
+        recipe = dataclasses.replace(self._recipe(arm, model, data, seed, out),
+                                     learning_rate=lr)
+        (train_grpo if arm == "grpo" else train_sft)(recipe)
+
+    # -- the whole study -------------------------------------------------------------------
+    def run(self) -> Path:
+        """Run (or continue) every stage; returns the report's path."""
+        from gengap.report import write_report
+
+        self._claim()
+        model = self._stage("cold start", self.coldstart)
+        self._stage("init evaluation", self.init_eval, model)
+        difficulty = self._stage("difficulty", self.difficulty, model)
+        files = self._stage("curate", self.curate, difficulty)
+        arms = [a for a in self.config.all_arms() if a == "grpo" or a in files]
+        # Ablation arms share SFT-EM's learning rate: the ablation varies the data only.
+        lrs = {}
+        for arm in arms:
+            if arm.startswith("sft-em-hard"):
+                continue
+            lrs[arm] = self._stage(f"lr sweep {arm}", self.sweep, arm, model, files.get(arm))
+            self.log(f"   {arm}: lr {lrs[arm]:g}")
+        for arm in arms:
+            lr = lrs.get(arm, lrs.get("sft-em"))
+            for seed in self.config.seeds:
+                self._stage(f"train {arm} seed {seed}", self.train, arm, model, files.get(arm),
+                            seed, lr)
+            write_report(self.root)  # a partial report after every arm
+        return self._stage("report", write_report, self.root)
+
+
+def reproduce(preset: str, out: str | Path, *, quick: bool = False,
+              overrides: list[str] = ()) -> Path:
+    """Run the preset's study in `out` (continuing a stopped one); returns report.md."""
+    config = load_preset(preset, quick=quick, overrides=list(overrides))
+    return Study(config, out).run()
