@@ -1,0 +1,203 @@
+"""Trainer callbacks: the ID/OOD curve, the compute budget, and per-bucket gradient norms.
+
+All three are `transformers.TrainerCallback`s, so they work with any TRL trainer. They write
+JSON files in the run directory (see `gengap.train.common`); time spent inside them is kept
+out of the training wall time, so arms with and without curves have comparable budgets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from gengap.io import read_jsonl, write_json, write_jsonl
+from gengap.train.common import TrainRecipe
+
+EvalFn = Callable[[Any, Any, int], Mapping[str, Mapping[str, Any]]]
+"""(model, tokenizer or processor, step) -> {split: {metric: value}}."""
+
+
+def task_eval_fn(recipe: TrainRecipe) -> EvalFn:
+    """`gengap eval` on the model being trained: greedy episodes on the recipe's eval splits.
+
+    Each evaluation writes its own `gengap eval` directory (DIR/eval/step-N/) and resumes there.
+    """
+    out = Path(recipe.out)
+
+    def evaluate_checkpoint(model: Any, processing_class: Any, step: int) -> dict[str, Any]:
+        from gengap.evaluate import EvalConfig, evaluate
+
+        config = EvalConfig(
+            model=str(out / f"checkpoint-{step}"), task=recipe.task,
+            splits=list(recipe.eval_splits), n=recipe.eval_n,
+            verify_iters=recipe.eval_verify_iters, temperature=recipe.eval_temperature,
+            seed=recipe.eval_seed, task_options=dict(recipe.task_options),
+        )
+        # `evaluate` needs only .model, .processor and .path of a LoadedModel: the in-memory
+        # model (LoRA adapters included) is evaluated without a save/reload round trip.
+        loaded = SimpleNamespace(model=model, processor=processing_class, path=config.model)
+        result = evaluate(config, out / "eval" / f"step-{step}", loaded=loaded, progress=False)
+        return result["results"]
+
+    return evaluate_checkpoint
+
+
+class CurveCallback(TrainerCallback):
+    """Every `every` steps (and at step 0), evaluate and append rows to DIR/curve.jsonl.
+
+    Rows: ``{"step", "epoch", "split", <scalar metrics of the split>}``. Steps already in the
+    file (a resumed run) are not evaluated again.
+    """
+
+    def __init__(self, eval_fn: EvalFn, every: int, path: str | Path, *, at_start: bool = True):
+        self.eval_fn, self.every, self.path, self.at_start = eval_fn, every, Path(path), at_start
+        self.rows = [row for _, row in read_jsonl(self.path)] if self.path.is_file() else []
+        self.seconds = 0.0
+
+    def _evaluate(self, state: Any, model: Any, processing_class: Any) -> None:
+        step = state.global_step
+        if not state.is_world_process_zero or any(r["step"] == step for r in self.rows):
+            return
+        start = time.perf_counter()
+        results = self.eval_fn(model, processing_class, step)
+        self.seconds += time.perf_counter() - start
+        epoch = round(state.epoch or 0.0, 4)
+        for split, metrics in results.items():
+            scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+            self.rows.append({"step": step, "epoch": epoch, "split": split, **scalars})
+        write_jsonl(self.path, self.rows)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.at_start and state.global_step == 0:
+            self._evaluate(state, kwargs["model"], kwargs["processing_class"])
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        step = state.global_step
+        if self.every and (step % self.every == 0 or step == state.max_steps):
+            self._evaluate(state, kwargs["model"], kwargs["processing_class"])
+
+
+class BucketGradNormCallback(TrainerCallback):
+    """DC-SFT's mechanism probe: the gradient norm of a fixed batch from each difficulty bucket.
+
+    Every `every` steps, after the optimizer step (gradients already zeroed), it runs forward and
+    backward on each bucket's probe batch, records the norm of the trainable parameters'
+    gradient and zeroes it again: the optimizer never sees it. Written to DIR/grad_norms.jsonl
+    as ``{"step", "bucket", "grad_norm", "loss", "rows"}``. The probe batches are rows of the
+    trainer's own (tokenized) dataset and go through its collator, so the loss is exactly the
+    training loss. The probe sets are the trainer's `eval_dataset` dict ({bucket: rows}), which
+    SFTTrainer tokenizes like the training rows. Single-process only (under DDP each rank
+    would probe its own copy).
+    """
+
+    def __init__(self, trainer: Any, buckets: Sequence[str], every: int, path: str | Path):
+        self.trainer, self.buckets, self.every = trainer, list(buckets), every
+        self.path = Path(path)
+        self.rows = [row for _, row in read_jsonl(self.path)] if self.path.is_file() else []
+        self.seconds = 0.0
+
+    def probe(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        """Gradient norm and loss of each bucket's probe batch at the current weights."""
+        trainer = self.trainer
+        params = [p for p in model.parameters() if p.requires_grad]
+        was_training = model.training
+        model.eval()  # no dropout: the norm measures the data, not the dropout mask
+        out = []
+        try:
+            for bucket in self.buckets:
+                rows = list(trainer.eval_dataset[bucket])
+                batch = trainer.data_collator(rows)
+                batch = trainer._prepare_inputs(batch)  # device placement, as in training
+                model.zero_grad(set_to_none=True)
+                with trainer.accelerator.autocast():
+                    loss = model(**batch).loss
+                loss.backward()
+                grads = [p.grad for p in params if p.grad is not None]
+                norm = torch.nn.utils.get_total_norm(grads).item() if grads else 0.0
+                out.append({"bucket": bucket, "grad_norm": norm, "loss": loss.item(),
+                            "rows": len(rows)})
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.train(was_training)
+        return out
+
+    def _record(self, state: Any, model: Any) -> None:
+        step = state.global_step
+        if any(r["step"] == step for r in self.rows):
+            return
+        start = time.perf_counter()
+        self.rows += [{"step": step, **row} for row in self.probe(model)]
+        self.seconds += time.perf_counter() - start
+        write_jsonl(self.path, self.rows)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == 0:
+            self._record(state, kwargs["model"])
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        step = state.global_step
+        if step % self.every == 0 or step == state.max_steps:
+            self._record(state, kwargs["model"])
+
+
+class BudgetCallback(TrainerCallback):
+    """Writes DIR/budget.json at every checkpoint and at the end of training.
+
+    static:   fixed facts of the arm (kind, prompts per step, dataset rows, parameters, lr ...).
+    flops:    tokens processed -> {component: estimated FLOPs}.
+    excluded: callbacks whose `.seconds` (evaluation, probes) are not training time.
+    """
+
+    def __init__(self, path: str | Path, static: dict[str, Any],
+                 flops: Callable[[int], dict[str, float]], excluded: Sequence[Any] = (),
+                 *, resumed: bool = False):
+        self.path, self.static, self.flops, self.excluded = Path(path), static, flops, excluded
+        self.prior_seconds = 0.0
+        if resumed and self.path.is_file():
+            self.prior_seconds = json.loads(self.path.read_text()).get("wall_seconds", 0.0)
+        self.start = time.perf_counter()
+        self.last: dict[str, Any] = {}  # the budget as last written
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start = time.perf_counter()
+
+    def budget(self, state: Any) -> dict[str, Any]:
+        """The budget so far."""
+        side = sum(c.seconds for c in self.excluded)
+        wall = self.prior_seconds + time.perf_counter() - self.start - side
+        tokens = int(state.num_input_tokens_seen or 0)
+        rows, prompts = self.static["dataset_rows"], self.static["prompts_per_step"]
+        flops = self.flops(tokens)
+        out = {
+            **self.static,
+            "steps_done": state.global_step,
+            "epochs": round(state.global_step * prompts / rows, 4) if rows else None,
+            "wall_seconds": round(wall, 3),
+            "seconds_per_step": round(wall / state.global_step, 4) if state.global_step else None,
+            "side_seconds": round(side, 3),  # evaluation and probes, not in wall_seconds
+            "tokens": tokens,
+            "flops": {**flops, "total": sum(flops.values())},
+        }
+        zero_std = [log["frac_reward_zero_std"] for log in state.log_history
+                    if log.get("frac_reward_zero_std") is not None]
+        if zero_std:
+            out["frac_reward_zero_std"] = round(sum(zero_std) / len(zero_std), 4)
+        return out
+
+    def _write(self, state: Any) -> None:
+        self.last = self.budget(state)
+        if state.is_world_process_zero:
+            write_json(self.path, self.last)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._write(state)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._write(state)

@@ -1,0 +1,275 @@
+"""What SFT and GRPO runs share: recipe keys, model loading, run directory, trainer arguments.
+
+A run directory holds, next to TRL's ``checkpoint-N/`` folders:
+
+    recipe.yaml     the resolved recipe (``gengap train sft --config DIR/recipe.yaml`` reruns it)
+    run.json        provenance: recipe, seed, package versions, git commit, date, command
+    curve.jsonl     ID / OOD evaluation at every `eval_every` steps (step 0 = the start point)
+    budget.json     steps, prompts per step, epochs, wall time, tokens, estimated FLOPs, lr
+    log_history.jsonl  TRL's logs (loss, grad_norm, frac_reward_zero_std, ...)
+    final/          the final model (LoRA merged into the weights) + tokenizer / processor
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gengap.config import recipe_dict, save_recipe
+from gengap.errors import InputError
+from gengap.io import read_jsonl, write_json, write_jsonl
+from gengap.runinfo import run_metadata
+
+FINAL_DIR = "final"
+
+
+@dataclass(kw_only=True)
+class TrainRecipe:
+    """Keys every training recipe has (see `SFTRecipe` and `GRPORecipe` for the rest)."""
+
+    model: str  # "tiny", a checkpoint directory, or a hub-style name already in the HF cache
+    out: str  # run directory
+    steps: int = 600  # optimizer steps (DC-SFT: 600)
+    batch_size: int = 16  # prompts per optimizer step, summed over processes (DC-SFT: 16)
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-5
+    # Constant by default: intermediate checkpoints of arms with the same lr stay comparable.
+    lr_scheduler_type: str = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    # The task whose verifier scores rewards (GRPO) and the checkpoint evaluations.
+    task: str = "generalpoints"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    # LoRA through PEFT (DC-SFT's GRPO baseline: r=32, alpha=64).
+    lora: bool = False
+    lora_r: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"
+    # Checkpoints and the curve: evaluate at every checkpoint unless eval_every says otherwise.
+    save_every: int = 100
+    save_only_model: bool = False
+    eval_every: int | None = None  # None: = save_every; 0: no evaluation during training
+    eval_at_start: bool = True
+    eval_splits: list[str] = field(default_factory=lambda: ["test-id", "test-ood-rule"])
+    eval_n: int = 200
+    eval_verify_iters: int = 1
+    eval_temperature: float = 0.0
+    eval_seed: int = 0
+    logging_steps: int = 10
+    report_to: list[str] = field(default_factory=list)  # tensorboard, trackio, wandb
+    use_cpu: bool | None = None  # None: CPU when no GPU is visible
+    bf16: bool | None = None  # None: bf16 on GPUs that support it
+    gradient_checkpointing: bool = False  # saves GPU memory on real checkpoints, slows CPU runs
+    resume: bool = True  # continue from the last checkpoint in `out`
+
+    def validate(self) -> None:
+        """Raise `InputError` for values no run can use."""
+        positive = ("steps", "batch_size", "gradient_accumulation_steps", "save_every",
+                    "eval_n", "eval_verify_iters", "logging_steps", "lora_r", "lora_alpha")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise InputError(f"{key!r} must be >= 1, got {getattr(self, key)}")
+        if self.learning_rate <= 0:
+            raise InputError(f"'learning_rate' must be > 0, got {self.learning_rate}")
+        if self.eval_every is not None and self.eval_every < 0:
+            raise InputError(f"'eval_every' must be >= 0, got {self.eval_every}")
+        if self.steps_between_evals and not self.eval_splits:
+            raise InputError("'eval_splits' is empty", hint="give splits or set eval_every=0")
+
+    @property
+    def steps_between_evals(self) -> int:
+        """0 when evaluation during training is off."""
+        return self.save_every if self.eval_every is None else self.eval_every
+
+    def per_device_batch(self, rows_per_prompt: int = 1) -> int:
+        """Rows per device per micro-batch so that one optimizer step sees `batch_size` prompts."""
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        rows = self.batch_size * rows_per_prompt
+        share = world * self.gradient_accumulation_steps
+        if rows % share:
+            raise InputError(
+                f"batch_size x rows per prompt ({rows}) is not divisible by processes x "
+                f"gradient_accumulation_steps ({share})",
+                hint="pick a batch_size / gradient_accumulation_steps that divide evenly",
+            )
+        return rows // share
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves behind (all of it also on disk in `out_dir`)."""
+
+    out_dir: Path
+    final_model: Path
+    budget: dict[str, Any]
+    curve: list[dict[str, Any]]
+
+
+# ------------------------------------------------------------------------------------------
+# Models
+
+
+def load_for_training(spec: str, recipe: TrainRecipe) -> Any:
+    """A `gengap.models.LoadedModel` for `spec` (model, processor, tokenizer, is_vlm, path)."""
+    try:
+        from gengap.models import load_model
+    except ImportError:  # the models package's loader has not landed yet: plain HF loading
+        return _load_by_path(spec)
+    modality = recipe.task_options.get("modality", "text")
+    return load_model(spec, task_name=recipe.task, modality=modality)
+
+
+def _load_by_path(spec: str) -> Any:
+    from types import SimpleNamespace
+
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
+
+    if not Path(spec).is_dir():
+        raise InputError(f"no model directory at {spec}")
+    is_vlm = hasattr(AutoConfig.from_pretrained(spec), "vision_config")
+    if is_vlm:
+        model, processor = (AutoModelForImageTextToText.from_pretrained(spec),
+                            AutoProcessor.from_pretrained(spec))
+        tokenizer = processor.tokenizer
+    else:
+        model = AutoModelForCausalLM.from_pretrained(spec)
+        processor = tokenizer = AutoTokenizer.from_pretrained(spec)
+    return SimpleNamespace(model=model, processor=processor, tokenizer=tokenizer, is_vlm=is_vlm,
+                           path=spec)
+
+
+def lora_config(recipe: TrainRecipe) -> Any:
+    """PEFT's `LoraConfig` from the recipe, or None when LoRA is off."""
+    if not recipe.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+        target_modules=recipe.lora_target_modules, task_type="CAUSAL_LM",
+    )
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(all parameters, trainable parameters)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+def trainer_arguments(recipe: TrainRecipe, per_device_batch: int) -> dict[str, Any]:
+    """The `TrainingArguments` fields SFTConfig and GRPOConfig take from the recipe alike."""
+    import torch
+
+    use_cpu = not torch.cuda.is_available() if recipe.use_cpu is None else recipe.use_cpu
+    bf16 = recipe.bf16
+    if bf16 is None:
+        bf16 = not use_cpu and torch.cuda.is_bf16_supported()
+    return {
+        "output_dir": recipe.out,
+        "max_steps": recipe.steps,
+        "per_device_train_batch_size": per_device_batch,
+        "gradient_accumulation_steps": recipe.gradient_accumulation_steps,
+        "learning_rate": recipe.learning_rate,
+        "lr_scheduler_type": recipe.lr_scheduler_type,
+        "warmup_steps": recipe.warmup_steps,
+        "weight_decay": recipe.weight_decay,
+        "max_grad_norm": recipe.max_grad_norm,
+        "seed": recipe.seed,
+        "data_seed": recipe.seed,
+        "logging_steps": recipe.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": recipe.save_every,
+        "save_only_model": recipe.save_only_model,
+        "report_to": list(recipe.report_to) or "none",
+        "use_cpu": use_cpu,
+        "bf16": bf16,
+        # Always explicit: TRL's configs default to True, which only pays off on big models.
+        "gradient_checkpointing": recipe.gradient_checkpointing,
+        "disable_tqdm": False,
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Run directory
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    # Keys that do not change the result may differ between a run and its resumption.
+    ignore = {"resume", "report_to", "logging_steps", "out"}
+    return {k: v for k, v in config.items() if k not in ignore}
+
+
+def prepare_run_dir(recipe: TrainRecipe, kind: str) -> str | None:
+    """Create the run directory, record the recipe and provenance; return a checkpoint to resume.
+
+    A directory that holds another recipe's checkpoints is refused rather than mixed.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(recipe.out)
+    out.mkdir(parents=True, exist_ok=True)
+    recipe_path = out / "recipe.yaml"
+    last = get_last_checkpoint(str(out)) if any(out.glob("checkpoint-*")) else None
+    if recipe_path.is_file() and (last or (out / FINAL_DIR).is_dir()):
+        previous = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
+        previous.pop("kind", None)
+        if _comparable(previous) != _comparable(recipe_dict(recipe)):
+            changed = sorted(k for k in _comparable(recipe_dict(recipe))
+                             if previous.get(k) != getattr(recipe, k))
+            raise InputError(
+                f"{out} holds a run with a different recipe (changed: {', '.join(changed)})",
+                hint="use a new --out directory, or delete the old run",
+            )
+    if (out / FINAL_DIR).is_dir():
+        return last  # finished: keep its provenance as it was
+    if last and not recipe.resume:
+        raise InputError(f"{out} already has checkpoints",
+                         hint="pass resume=true to continue, or use a new --out directory")
+    save_recipe(recipe, recipe_path)
+    meta = run_metadata(recipe_dict(recipe), recipe.seed)
+    meta["kind"] = kind
+    meta["resumed_from"] = last
+    write_json(out / "run.json", meta)
+    return last
+
+
+def finished_result(out: Path) -> TrainResult | None:
+    """The result of an already finished run in `out` (None if it is not finished)."""
+    final, budget = out / FINAL_DIR, out / "budget.json"
+    if not (final.is_dir() and budget.is_file()):
+        return None
+    import json
+
+    return TrainResult(out, final, json.loads(budget.read_text()), read_curve(out))
+
+
+def read_curve(out: Path) -> list[dict[str, Any]]:
+    """The rows of DIR/curve.jsonl (empty if there is none)."""
+    path = out / "curve.jsonl"
+    return [row for _, row in read_jsonl(path)] if path.is_file() else []
+
+
+def save_final(trainer: Any, processing_class: Any, out: Path) -> Path:
+    """Save the final model to DIR/final (LoRA adapters merged, so any tool can load it)."""
+    final = out / FINAL_DIR
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(final)
+    processing_class.save_pretrained(final)
+    write_jsonl(out / "log_history.jsonl", trainer.state.log_history)
+    return final

@@ -1,0 +1,247 @@
+"""`gengap train grpo`: GRPO on a task's prompts with TRL's `GRPOTrainer`, rewarded by its verifier.
+
+The recipe (`GRPORecipe`, keys of `configs/train/grpo*.yaml`) maps one-to-one onto the command;
+`train_grpo` is the whole script: build the prompt set (optionally without the prompts an
+offline difficulty run found always or never solved), configure TRL, attach the curve and
+budget callbacks, train, save. TRL logs `frac_reward_zero_std` every logging step; the budget
+records its mean over the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from gengap.errors import InputError
+from gengap.io import write_json
+from gengap.train.callbacks import BudgetCallback, CurveCallback, EvalFn, task_eval_fn
+from gengap.train.common import (
+    TrainRecipe,
+    TrainResult,
+    count_parameters,
+    finished_result,
+    load_for_training,
+    lora_config,
+    prepare_run_dir,
+    read_curve,
+    save_final,
+    trainer_arguments,
+)
+
+
+@dataclass(kw_only=True)
+class GRPORecipe(TrainRecipe):
+    """`gengap train grpo` keys (plus the shared ones of `TrainRecipe`). Defaults: DC-SFT's GRPO."""
+
+    split: str = "train"
+    n_prompts: int = 2000  # prompts = samples 0 .. n_prompts-1 of `split`
+    data_seed: int = 0  # seed of the split's samples (as in `gengap data` / `gengap difficulty`)
+    reward: Literal["shaped", "binary"] = "shaped"  # the study's reward table, or 1/0 correct
+    num_generations: int = 8
+    temperature: float = 0.9
+    top_p: float = 1.0
+    top_k: int = 50
+    beta: float = 0.04  # KL to the start model
+    max_completion_length: int | None = None  # None: the task's budget
+    loss_type: str = "grpo"  # the studies' GRPO (TRL's own default is "dapo")
+    scale_rewards: str = "group"
+    num_iterations: int = 1
+    epsilon: float = 0.2
+    mask_truncated_completions: bool = False
+    filter_by_difficulty: str | None = None  # a `gengap difficulty` run: drop pass rate 0 or 1
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    log_completions: bool = False
+
+    def validate(self) -> None:
+        """Raise `InputError` for values no run can use."""
+        super().validate()
+        if self.n_prompts < 1:
+            raise InputError(f"'n_prompts' must be >= 1, got {self.n_prompts}")
+        if self.num_generations < 2:
+            raise InputError("'num_generations' must be >= 2 (GRPO compares a group)")
+        if self.filter_by_difficulty and not Path(self.filter_by_difficulty).is_dir():
+            raise InputError(f"no difficulty run at {self.filter_by_difficulty}",
+                             where="filter_by_difficulty", hint="run `gengap difficulty` first")
+        self.per_device_batch(self.num_generations)
+
+
+# ------------------------------------------------------------------------------------------
+# Prompts and rewards
+
+
+def prompt_rows(task: Any, split: str, indices: Sequence[int], seed: int) -> list[dict[str, Any]]:
+    """One row per prompt: the task's data row (what the reward rebuilds the sample from), the
+    conversational `prompt`, and the `image` for image tasks."""
+    rows = []
+    for index in indices:
+        sample = task.sample(split, index, seed)
+        row = {**task.row(sample), "prompt": task.messages(sample)}
+        image = task.image(sample)
+        if image is not None:
+            row["image"] = image
+        rows.append(row)
+    return rows
+
+
+def make_reward(task: Any, row_keys: Sequence[str], mode: str = "shaped") -> Callable[..., list]:
+    """A TRL reward function: the task's verdict for each completion.
+
+    TRL passes the dataset columns as keyword lists (one entry per completion); the sample is
+    rebuilt from the task's row columns (`row_keys`). `mode`: "shaped" = the verdict's reward
+    (the study's table), "binary" = 1.0 if correct else 0.0. Logs `accuracy` (share correct).
+    """
+    if mode not in ("shaped", "binary"):
+        raise InputError(f"unknown reward {mode!r}", hint="shaped or binary")
+
+    def reward(prompts: list, completions: list, **columns: Any) -> list[float]:
+        rewards, correct = [], []
+        for i, completion in enumerate(completions):
+            text = completion[-1]["content"] if isinstance(completion, list) else completion
+            row = {key: columns[key][i] for key in row_keys if key in columns}
+            verdict = task.verify(task.sample_from_row(row), text)
+            correct.append(verdict.correct)
+            rewards.append(float(verdict.correct) if mode == "binary" else verdict.reward)
+        if callable(columns.get("log_metric")) and correct:
+            columns["log_metric"]("accuracy", sum(correct) / len(correct))
+        return rewards
+
+    reward.__name__ = f"{task.name}_{mode}"  # TRL logs rewards/<name>/mean
+    return reward
+
+
+def difficulty_filter(
+    run_dir: str | Path, ids: Sequence[str], *, task: str, split: str, data_seed: int
+) -> tuple[set[str], dict[str, Any]]:
+    """The ids to drop (pass rate 0 or 1 in an offline difficulty run) and what that means.
+
+    The run must have sampled the same task, split and data seed, or its ids name other hands.
+    Prompts the run did not cover are kept (and counted).
+    """
+    from gengap.difficulty.estimate import load_records, load_run_config
+
+    config = load_run_config(run_dir)["config"]
+    expected = {"task": task, "split": split, "data_seed": data_seed}
+    mismatched = {k: config.get(k) for k, v in expected.items() if config.get(k) != v}
+    if mismatched:
+        raise InputError(
+            f"the difficulty run does not match the prompts: it has {mismatched}, "
+            f"training uses {({k: expected[k] for k in mismatched})}",
+            where=str(run_dir), hint="estimate difficulty on the same task, split and data seed",
+        )
+    rates = {r["id"]: r["pass_rate"] for r in load_records(run_dir)}
+    covered = [i for i in ids if i in rates]
+    easy = {i for i in covered if rates[i] >= 1.0}
+    hard = {i for i in covered if rates[i] <= 0.0}
+    info = {
+        "difficulty_dir": str(run_dir),
+        "k": config.get("k"),
+        "prompts_before": len(ids),
+        "prompts_after": len(ids) - len(easy) - len(hard),
+        "dropped_easy": len(easy),
+        "dropped_hard": len(hard),
+        "not_estimated": len(ids) - len(covered),
+        # Share of groups the offline estimate predicts to have zero reward variance (binary
+        # reward): the rollouts GRPO would spend without any gradient. ~0 after the filter.
+        "zero_variance_share_before": round((len(easy) + len(hard)) / len(covered), 4)
+        if covered else None,
+    }
+    return easy | hard, info
+
+
+def grpo_flops(n_params: int, recipe: GRPORecipe) -> Callable[[int], dict[str, float]]:
+    """Tokens (prompt + completion, per completion) -> estimated FLOPs per component.
+
+    generation 2N per token; reference model 2N when beta > 0; old-policy log-probs 2N when
+    num_iterations > 1; training 6N per token per iteration (4N with LoRA: no weight gradients).
+    """
+    n = float(n_params)
+
+    def flops(tokens: int) -> dict[str, float]:
+        out = {"generation": 2 * n * tokens}
+        if recipe.beta > 0:
+            out["reference"] = 2 * n * tokens
+        if recipe.num_iterations > 1:
+            out["old_logprobs"] = 2 * n * tokens
+        out["training"] = (4 if recipe.lora else 6) * n * tokens * recipe.num_iterations
+        return out
+
+    return flops
+
+
+# ------------------------------------------------------------------------------------------
+# The run
+
+
+def train_grpo(recipe: GRPORecipe, *, eval_fn: EvalFn | None = None) -> TrainResult:
+    """Run (or resume, or return the finished) GRPO arm described by `recipe`.
+
+    `eval_fn` replaces `gengap eval` at checkpoints (tests pass a fake).
+    """
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from gengap.tasks.registry import get_task
+
+    out = Path(recipe.out)
+    last = prepare_run_dir(recipe, "grpo")
+    if (done := finished_result(out)) is not None:
+        return done
+
+    task = get_task(recipe.task, **recipe.task_options)
+    indices = list(range(recipe.n_prompts))
+    filter_info = None
+    if recipe.filter_by_difficulty:
+        ids = [task.sample(recipe.split, i, recipe.data_seed).id for i in indices]
+        drop, filter_info = difficulty_filter(recipe.filter_by_difficulty, ids, task=task.name,
+                                              split=recipe.split, data_seed=recipe.data_seed)
+        indices = [i for i, sid in zip(indices, ids) if sid not in drop]
+        write_json(out / "difficulty_filter.json", filter_info)
+        if not indices:
+            raise InputError("the difficulty filter dropped every prompt",
+                             where=recipe.filter_by_difficulty,
+                             hint="every prompt has pass rate 0 or 1: train without the filter")
+    rows = prompt_rows(task, recipe.split, indices, recipe.data_seed)
+    row_keys = list(task.row(task.sample(recipe.split, indices[0], recipe.data_seed)))
+    dataset = Dataset.from_list(rows)
+
+    loaded = load_for_training(recipe.model, recipe)
+    config = GRPOConfig(
+        **trainer_arguments(recipe, recipe.per_device_batch(recipe.num_generations)),
+        num_generations=recipe.num_generations,
+        max_completion_length=recipe.max_completion_length or task.max_new_tokens,
+        temperature=recipe.temperature, top_p=recipe.top_p, top_k=recipe.top_k,
+        beta=recipe.beta, loss_type=recipe.loss_type, scale_rewards=recipe.scale_rewards,
+        num_iterations=recipe.num_iterations, epsilon=recipe.epsilon,
+        mask_truncated_completions=recipe.mask_truncated_completions,
+        use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
+        log_completions=recipe.log_completions,
+    )
+    trainer = GRPOTrainer(
+        model=loaded.model, reward_funcs=[make_reward(task, row_keys, recipe.reward)],
+        args=config, train_dataset=dataset, processing_class=loaded.processor,
+        peft_config=lora_config(recipe),
+    )
+    n_params, trainable = count_parameters(trainer.model)
+    side: list[Any] = []
+    if recipe.steps_between_evals:
+        side.append(CurveCallback(eval_fn or task_eval_fn(recipe), recipe.steps_between_evals,
+                                  out / "curve.jsonl", at_start=recipe.eval_at_start))
+    static = {
+        "kind": "grpo", "steps": recipe.steps, "prompts_per_step": recipe.batch_size,
+        "completions_per_step": recipe.batch_size * recipe.num_generations,
+        "dataset_rows": len(dataset), "learning_rate": recipe.learning_rate,
+        "lr_scheduler_type": recipe.lr_scheduler_type, "lora": recipe.lora,
+        "parameters": n_params, "trainable_parameters": trainable, "reward": recipe.reward,
+        "difficulty_filter": filter_info,
+    }
+    budget = BudgetCallback(out / "budget.json", static, grpo_flops(n_params, recipe), side,
+                            resumed=last is not None)
+    for callback in (budget, *side):  # budget first: its clock starts before step-0 evals
+        trainer.add_callback(callback)
+
+    trainer.train(resume_from_checkpoint=last)
+    final = save_final(trainer, loaded.processor, out)
+    return TrainResult(out, final, budget.last, read_curve(out))

@@ -1,0 +1,127 @@
+"""Fair arms: pick each arm's learning rate on an ID validation split, never on OOD data.
+
+The validation prompts are held-out samples of the *training* split (indices past everything
+the arm trains on, generated deterministically by the task), judged under the ID rule: neither
+test-id nor any OOD split is looked at. Every candidate is trained with the arm's recipe (or a
+shortened copy), evaluated greedily, and recorded in DIR/lr_sweep.json as it finishes, so an
+interrupted sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gengap.difficulty.curate import meta_path
+from gengap.errors import InputError
+from gengap.io import write_json
+from gengap.runinfo import run_metadata
+from gengap.train.common import TrainRecipe, load_for_training
+from gengap.train.grpo import GRPORecipe, train_grpo
+from gengap.train.sft import SFTRecipe, load_sft_data, train_sft
+
+
+def id_validation_success(
+    model: Any, processor: Any, task: Any, split: str, indices: Sequence[int], seed: int
+) -> float:
+    """Share of `split` samples at `indices` solved by one greedy attempt."""
+    from gengap.rollout import SamplingParams, make_sampler
+
+    samples = [task.sample(split, i, seed) for i in indices]
+    images = [task.image(s) for s in samples]
+    params = SamplingParams(k=1, temperature=0.0, max_new_tokens=task.max_new_tokens, seed=seed)
+    result = make_sampler(model, processor).generate(
+        [task.messages(s) for s in samples], images if any(images) else None, params,
+        keys=[s.id for s in samples],
+    )
+    verdicts = [task.verify(s, c[0].text) for s, c in zip(samples, result.completions)]
+    return sum(v.correct for v in verdicts) / len(verdicts)
+
+
+def validation_indices(recipe: TrainRecipe, n: int, start: int | None) -> tuple[str, int, range]:
+    """(split, seed, indices) of the ID validation prompts for `recipe`'s arm.
+
+    GRPO trains on samples 0..n_prompts-1 of its split: validation starts at n_prompts.
+    SFT trains on a curated file: validation starts past the difficulty run it was curated from
+    (its FILE.meta.json), else past the file's largest `index` (train split, seed 0). A given
+    `start` that overlaps the training rows is refused.
+    """
+    if isinstance(recipe, GRPORecipe):
+        split, seed, first_free = recipe.split, recipe.data_seed, recipe.n_prompts
+    elif meta_path(recipe.data).is_file():
+        # All arms curated from one difficulty run share its split, seed and sample range, so
+        # they share one validation set too.
+        run = json.loads(meta_path(recipe.data).read_text())["difficulty"]
+        split, seed, first_free = run["split"], run["data_seed"], run["n"]
+    else:
+        data = load_sft_data(recipe.data)
+        if "index" not in data.column_names and start is None:
+            raise InputError("the SFT data has no `index` column", where=recipe.data,
+                             hint="pass val_start past the training rows' sample indices")
+        split, seed = "train", 0
+        first_free = max(data["index"]) + 1 if "index" in data.column_names else 0
+    start = first_free if start is None else start
+    if start < first_free:
+        raise InputError(f"validation start {start} overlaps the training prompts "
+                         f"(first free index {first_free})", where="val_start")
+    return split, seed, range(start, start + n)
+
+
+def pick_lr(
+    recipe: SFTRecipe | GRPORecipe,
+    lrs: Sequence[float],
+    out_dir: str | Path,
+    *,
+    val_n: int = 200,
+    val_start: int | None = None,
+    steps: int | None = None,
+) -> dict[str, Any]:
+    """Train the arm once per learning rate, keep the best ID-validation success.
+
+    `steps` shortens each candidate run (default: the recipe's own). Ties go to the smaller
+    learning rate. Returns (and writes to DIR/lr_sweep.json) the picked value and every result.
+    """
+    from gengap.tasks.registry import get_task
+
+    if not lrs or any(lr <= 0 for lr in lrs):
+        raise InputError(f"learning rates must be a non-empty list of positive numbers: {lrs}")
+    out = Path(out_dir)
+    kind = "grpo" if isinstance(recipe, GRPORecipe) else "sft"
+    train = train_grpo if kind == "grpo" else train_sft
+    task = get_task(recipe.task, **recipe.task_options)
+    split, seed, indices = validation_indices(recipe, val_n, val_start)
+    sweep_path = out / "lr_sweep.json"
+    done = {}
+    if sweep_path.is_file():
+        done = {r["learning_rate"]: r for r in json.loads(sweep_path.read_text())["results"]}
+
+    def payload(results: list[dict[str, Any]]) -> dict[str, Any]:
+        best = max(results, key=lambda r: (r["val_success"], -r["learning_rate"]))
+        return {
+            "kind": kind, "picked": best["learning_rate"], "results": results,
+            "validation": {"split": split, "seed": seed, "start": indices.start, "n": val_n,
+                           "rule": "ID", "decoding": "greedy, 1 attempt"},
+            **run_metadata(dataclasses.asdict(recipe), recipe.seed),
+        }
+
+    results = []
+    for lr in lrs:
+        if lr in done:
+            results.append(done[lr])
+            continue
+        steps_here = steps or recipe.steps
+        run = dataclasses.replace(recipe, learning_rate=lr, out=str(out / f"lr-{lr:g}"),
+                                  steps=steps_here, save_every=steps_here, eval_every=0)
+        result = train(run)
+        loaded = load_for_training(str(result.final_model), run)
+        success = id_validation_success(loaded.model, loaded.processor, task, split, indices,
+                                        seed)
+        results.append({"learning_rate": lr, "val_success": success, "steps": steps_here,
+                        "run": run.out})
+        write_json(sweep_path, payload(results))
+    final = payload(results)
+    write_json(sweep_path, final)
+    return final
