@@ -1,0 +1,21 @@
+"""Sampling: k completions per prompt (HF engine or vLLM) and multi-turn episodes.
+
+`make_sampler(model, processor, backend="hf" | "vllm")` returns a `Sampler`; `run_episodes`
+drives multi-turn attempts with a task's verifier feedback.
+"""
+
+from gengap.rollout.episodes import Episode, run_episodes
+from gengap.rollout.factory import make_sampler
+from gengap.rollout.hf import HFSampler
+from gengap.rollout.sampling import BatchResult, Completion, Sampler, SamplingParams
+
+__all__ = [
+    "BatchResult",
+    "Completion",
+    "Episode",
+    "HFSampler",
+    "Sampler",
+    "SamplingParams",
+    "make_sampler",
+    "run_episodes",
+]

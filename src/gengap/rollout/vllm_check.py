@@ -1,0 +1,68 @@
+"""Self-check of the vLLM backend on a tiny model; run inside the vLLM environment.
+
+    .venv-vllm/bin/python -m gengap.rollout.vllm_check
+
+Builds a random tiny Qwen2 (seed 0), samples GeneralPoints prompts through `VLLMSampler` and
+prints one JSON line of facts that tests/test_rollout.py asserts on: completion shapes,
+determinism per seed, subset invariance with keys, and greedy agreement with the HF engine.
+It prints facts rather than asserting so the test in the main environment shows what differed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+
+
+def main() -> int:
+    """Run the checks; print a JSON object on the last line of stdout."""
+    from gengap.models.tiny import build_tiny
+    from gengap.rollout.hf import HFSampler
+    from gengap.rollout.sampling import SamplingParams
+    from gengap.rollout.vllm_backend import VLLMSampler
+    from gengap.tasks.registry import get_task
+
+    task = get_task("generalpoints", modality="text", prompt_style="compact")
+    samples = [task.sample("train", i, 0) for i in range(6)]
+    prompts = [task.messages(s) for s in samples]
+    keys = [s.id for s in samples]
+    model, tokenizer = build_tiny("text", seed=0, initializer_range=0.3)
+    with tempfile.TemporaryDirectory(prefix="gengap-vllm-check-") as path:
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        sampler = VLLMSampler(path, tokenizer)
+        sampled = SamplingParams(k=4, temperature=1.0, top_k=20, max_new_tokens=12, seed=3)
+        first = sampler.generate(prompts, None, sampled, keys=keys)
+        again = sampler.generate(prompts, None, sampled, keys=keys)
+        subset = sampler.generate([prompts[4], prompts[1]], None, sampled, keys=[keys[4], keys[1]])
+        other_seed = sampler.generate(
+            prompts, None, SamplingParams(**{**sampled.__dict__, "seed": 4}), keys=keys
+        )
+        greedy = SamplingParams(k=2, max_new_tokens=12)
+        vllm_greedy = sampler.generate(prompts, None, greedy)
+    hf_greedy = HFSampler(model, tokenizer).generate(prompts, None, greedy)
+
+    def texts(result):
+        return [[c.text for c in samples] for samples in result.completions]
+
+    facts = {
+        "shape": [len(c) for c in first.completions],
+        "num_tokens_ok": all(
+            1 <= c.num_tokens <= sampled.max_new_tokens for s in first.completions for c in s
+        ),
+        "generated_tokens": first.generated_tokens,
+        "deterministic": texts(first) == texts(again),
+        "subset_invariant": texts(subset) == [texts(first)[4], texts(first)[1]],
+        "seed_changes_samples": texts(first) != texts(other_seed),
+        "greedy_matches_hf_engine": texts(vllm_greedy) == texts(hf_greedy),
+        "greedy_vllm": texts(vllm_greedy)[:2],
+        "greedy_hf": texts(hf_greedy)[:2],
+        "seconds": first.seconds,
+    }
+    print(json.dumps(facts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
