@@ -33,7 +33,7 @@ def make_study(root: Path, *, seeds=(0, 1, 2)) -> None:
     root.mkdir(parents=True, exist_ok=True)
     config = {"task": "generalpoints", "eval_splits": SPLITS, "seeds": list(seeds),
               "arms": ["init", "sft-all", "sft-e", "sft-m", "sft-h", "sft-em", "grpo"],
-              "steps": 20, "prompts_per_step": 8, "eval_n": 100}
+              "steps": 20, "batch_size": 8, "eval_n": 100}
     (root / "study.json").write_text(json.dumps({"preset": "unit", "config": config}))
     (root / "difficulty").mkdir()
     (root / "difficulty" / "summary.json").write_text(json.dumps({

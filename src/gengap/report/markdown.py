@@ -97,7 +97,7 @@ def write_report(root: str | Path) -> Path:
     if cfg:
         lines += [f"Task `{cfg.get('task')}` ({cfg.get('modality', 'text')}), "
                   f"seeds {cfg.get('seeds')}, {cfg.get('steps')} steps per arm, "
-                  f"{cfg.get('prompts_per_step')} prompts per step; every arm starts from the "
+                  f"{cfg.get('batch_size')} prompts per step; every arm starts from the "
                   "same cold-start checkpoint. Success is greedy, over "
                   f"{cfg.get('eval_n')} episodes per split.", ""]
     lines += ["## What the studies claim and what this run measured", "",
