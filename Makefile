@@ -7,7 +7,8 @@ VLLM_VENV ?= .venv-vllm
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
-DEMO_OUT ?= out/demo
+PRESET ?= tiny-gp-text
+DEMO_OUT ?= out/demo$(if $(QUICK),-quick)
 
 .PHONY: setup test test-fast demo lint bench clean
 
@@ -34,12 +35,10 @@ test: setup $(VLLM_VENV)/.gengap-vllm-ok
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# The main job: the whole study in miniature (QUICK=1: the preset's short form).
 demo: setup
-	$(BIN)/gengap tasks
-	$(BIN)/gengap data generalpoints --split test-ood-rule --n 8 --seed 0 --prompt-style compact --out $(DEMO_OUT)/test-ood-rule.jsonl
-	$(BIN)/gengap data generalpoints --split test-ood-visual --n 4 --seed 0 --modality image --image-size 256 --out $(DEMO_OUT)/test-ood-visual.jsonl
-	$(BIN)/gengap score --task generalpoints --input examples/completions.jsonl --output $(DEMO_OUT)/scored.jsonl
-	@echo "demo outputs in $(DEMO_OUT)/ (card images in $(DEMO_OUT)/test-ood-visual_images/)"
+	$(BIN)/gengap reproduce --preset $(PRESET) --out $(DEMO_OUT) $(if $(QUICK),--quick)
+	@echo "report: $(DEMO_OUT)/report.md"
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
