@@ -1,0 +1,234 @@
+"""Load any model gengap works with: the embedded tiny default or an HF checkpoint.
+
+`load_model("tiny", task_name=..., modality=...)` resolves to the cached cold-started tiny
+model for that task and modality (running the cold start once if it is missing). Any other
+spec is a local directory or, on a machine with hub access, a hub id; causal LMs load with
+`AutoModelForCausalLM` + `AutoTokenizer`, VLMs (LLaVA, Qwen2-VL / Qwen2.5-VL, Mllama, ...)
+with `AutoModelForImageTextToText` + `AutoProcessor`. Optional LoRA goes through PEFT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    AutoTokenizer,
+    PreTrainedModel,
+)
+from transformers.utils import logging as hf_logging
+
+from gengap.errors import InputError
+
+TINY_SPEC = "tiny"
+
+# LoRA defaults (PEFT `LoraConfig` fields); the DC-SFT study's GRPO baseline used r=32, alpha=64.
+LORA_DEFAULTS: dict[str, Any] = {
+    "r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.0,
+    "target_modules": "all-linear",
+    "bias": "none",
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for generation or training, with everything needed to prompt it.
+
+    model:     the torch module (eval mode; a `PeftModel` when LoRA was requested).
+    processor: what TRL's `processing_class` takes: the tokenizer for text models, the
+               multimodal processor for VLMs. Render prompts with
+               `processor.apply_chat_template(messages, add_generation_prompt=True,
+               tokenize=False)`.
+    tokenizer: the text tokenizer (the processor's own for VLMs).
+    is_vlm:    whether the model takes images.
+    path:      the checkpoint directory (or hub id) the weights came from.
+    spec:      what the caller asked for ("tiny", a path or a hub id).
+    """
+
+    model: PreTrainedModel
+    processor: Any
+    tokenizer: Any
+    is_vlm: bool
+    path: Path | str
+    spec: str
+
+    @property
+    def chat_template(self) -> str | None:
+        return getattr(self.processor, "chat_template", None) or getattr(
+            self.tokenizer, "chat_template", None
+        )
+
+
+def is_vlm_config(config: Any) -> bool:
+    """Whether a model config describes an image-text-to-text model."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    return config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or hasattr(
+        config, "vision_config"
+    )
+
+
+def resolve_spec(spec: str, *, task_name: str | None, modality: str) -> Path | str:
+    """'tiny' -> the cached cold-started checkpoint; a directory -> itself; else a hub id."""
+    if spec == TINY_SPEC:
+        if task_name is None:
+            raise InputError(
+                "the embedded tiny model is cold-started per task: a task name is needed",
+                hint="pass --task (or task_name=...) together with --model tiny",
+            )
+        from gengap.coldstart import coldstart
+
+        return coldstart(task_name, modality)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(
+                f"{path} has no config.json: not a Hugging Face checkpoint directory",
+                hint="point --model at a directory written by save_pretrained, or use 'tiny'",
+            )
+        return path
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise InputError(
+            f"model {spec!r} is neither a checkpoint directory nor a hub id",
+            hint="pass 'tiny', a directory with config.json, or an 'org/name' hub id",
+        )
+    return spec  # a hub id: from_pretrained resolves it (needs network or a local HF cache)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load-time chatter (e.g. the torchvision fallback notice)."""
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
+def load_model(
+    spec: str,
+    *,
+    task_name: str | None = None,
+    modality: str = "text",
+    lora: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+    chat_template: str | None = None,
+) -> LoadedModel:
+    """Load `spec` ("tiny", a checkpoint directory or a hub id) for `task_name` / `modality`.
+
+    lora:          PEFT `LoraConfig` fields (merged over `LORA_DEFAULTS`); `{}` = defaults.
+    dtype:         torch dtype; default float32 on CPU and the checkpoint's own elsewhere.
+    chat_template: a Jinja template for checkpoints that ship none (base models).
+    """
+    path = resolve_spec(spec, task_name=task_name, modality=modality)
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.float32 if device.type == "cpu" else "auto"
+    try:
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(path)
+            vlm = is_vlm_config(config)
+            if vlm:
+                model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+                processor = _load_vlm_processor(path, config.model_type)
+                tokenizer = processor.tokenizer
+            else:
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+                processor = tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"could not load model {spec!r}: {exc}",
+            hint="check the path; hub ids need network access or a local HF cache",
+        ) from None
+    if modality == "image" and not vlm:
+        raise InputError(
+            f"model {spec!r} is a text-only causal LM but the task uses images",
+            hint="use --modality text, or a vision-language checkpoint",
+        )
+
+    if chat_template is not None:
+        processor.chat_template = chat_template
+        tokenizer.chat_template = chat_template
+    if not (getattr(processor, "chat_template", None) or tokenizer.chat_template):
+        raise InputError(
+            f"model {spec!r} has no chat template",
+            hint="use an instruct/chat checkpoint or pass chat_template=...",
+        )
+    if tokenizer.pad_token is None:
+        # Batched generation and TRL's collators need a pad token; EOS is the usual stand-in.
+        tokenizer.pad_token = tokenizer.eos_token
+    # Decoder-only generation continues from the right end of every row.
+    tokenizer.padding_side = "left"
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    if lora is not None:
+        model = apply_lora(model, lora)
+    model.to(device)
+    model.eval()
+    return LoadedModel(model=model, processor=processor, tokenizer=tokenizer, is_vlm=vlm,
+                       path=path, spec=spec)
+
+
+def _load_vlm_processor(path: Path | str, model_type: str) -> Any:
+    """`AutoProcessor`, or the image-only Qwen-VL processor when torchvision is broken."""
+    from gengap.models.qwen_vl import (
+        QWEN_VL_MODEL_TYPES,
+        load_image_only_processor,
+        torchvision_works,
+    )
+
+    if model_type in QWEN_VL_MODEL_TYPES and not torchvision_works():
+        return load_image_only_processor(path, model_type)
+    processor = AutoProcessor.from_pretrained(path)
+    if not hasattr(processor, "tokenizer"):
+        # AutoProcessor falls back to a bare tokenizer when it cannot build the processor.
+        raise InputError(
+            f"no multimodal processor could be built for {path} (got {type(processor).__name__})",
+            hint="the checkpoint needs a processor_config.json / preprocessor_config.json",
+        )
+    return processor
+
+
+def apply_lora(model: PreTrainedModel, lora: dict[str, Any]) -> Any:
+    """Wrap `model` with fresh LoRA adapters; only adapter weights stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    settings = {**LORA_DEFAULTS, **lora}
+    try:
+        config = LoraConfig(task_type="CAUSAL_LM", **settings)
+    except TypeError as exc:
+        raise InputError(f"bad LoRA setting: {exc}",
+                         hint="keys are peft.LoraConfig fields") from None
+    return get_peft_model(model, config)
+
+
+def describe(loaded: LoadedModel) -> dict[str, Any]:
+    """A JSON-serialisable summary of a loaded model (for run metadata)."""
+    params = sum(p.numel() for p in loaded.model.parameters())
+    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
+    info: dict[str, Any] = {
+        "spec": loaded.spec,
+        "path": str(loaded.path),
+        "is_vlm": loaded.is_vlm,
+        "parameters": params,
+        "trainable_parameters": trainable,
+        "architecture": type(getattr(loaded.model, "base_model", loaded.model)).__name__,
+    }
+    recipe = Path(str(loaded.path)) / "coldstart_recipe.json"
+    if recipe.is_file():
+        info["coldstart_recipe"] = json.loads(recipe.read_text())
+    return info

@@ -1,0 +1,180 @@
+"""The cold start: recipe resolution, cache keys, training rows, determinism and cache hits."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gengap.coldstart import (
+    METADATA_FILE,
+    RECIPE_FILE,
+    coldstart,
+    load_metadata,
+    resolve_recipe,
+    warmup_dataset,
+)
+from gengap.errors import InputError
+
+SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+         "num_attention_heads": 2, "num_key_value_heads": 2}
+SMALL_VISION = {"vision_hidden_size": 32, "vision_intermediate_size": 64,
+                "vision_num_hidden_layers": 1, "vision_num_attention_heads": 2}
+# A reduced recipe: a few optimizer steps, a handful of eval prompts.
+REDUCED = {
+    "model": SMALL,
+    "phases": [
+        {"name": "pretrain", "steps": 3, "batch_size": 8, "learning_rate": 1e-3,
+         "targets": "any"},
+        {"name": "sft", "steps": 2, "batch_size": 8, "learning_rate": 1e-4},
+    ],
+    "eval_n": 4,
+    "eval_k": 2,
+}
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GENGAP_CACHE", str(tmp_path / "cache"))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "model.safetensors"))
+
+
+# -- recipes -------------------------------------------------------------------------------
+
+
+def test_recipe_overrides_merge_and_change_the_key() -> None:
+    base = resolve_recipe("generalpoints", "text")
+    same = resolve_recipe("generalpoints", "text")
+    assert base.key() == same.key()
+    wider = resolve_recipe("generalpoints", "text", model={"hidden_size": 96})
+    assert wider.model["hidden_size"] == 96 and wider.key() != base.key()
+    assert resolve_recipe("generalpoints", "text", seed=1).key() != base.key()
+    half = resolve_recipe("generalpoints", "text", steps_scale=0.5)
+    assert [p.steps for p in half.phases] == [max(1, round(p.steps / 2)) for p in base.phases]
+    assert base.task_options["prompt_style"] == "compact"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"learning_rate": 1e-3}, "unknown cold-start setting"),
+        ({"phases": [{"name": "x", "steps": 1}]}, "bad cold-start phase"),
+        ({"phases": [{"name": "x", "steps": 1, "batch_size": 2, "learning_rate": 1e-3,
+                      "targets": "best"}]}, "targets must be"),
+    ],
+)
+def test_bad_recipes_are_input_errors(overrides: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        resolve_recipe("generalpoints", "text", **overrides)
+
+
+def test_unknown_task_or_modality_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="modality"):
+        coldstart("generalpoints", "audio")
+    with pytest.raises(InputError, match="unknown task"):
+        coldstart("nope", "text", tmp_path / "out", **REDUCED)
+
+
+# -- training rows ---------------------------------------------------------------------------
+
+
+def test_text_rows_match_the_chat_template_and_mask_the_prompt() -> None:
+    from gengap.models.tiny import build_tokenizer_and_processor
+    from gengap.tasks.registry import get_task
+
+    task = get_task("generalpoints", modality="text", prompt_style="compact")
+    tokenizer = build_tokenizer_and_processor("text")
+    rows = warmup_dataset(task, tokenizer, range(6), seed=0, targets="canonical")
+    for index, row in enumerate(rows):
+        sample = task.sample("warmup", index, 0)
+        conversation = [*task.messages(sample),
+                        {"role": "assistant", "content": task.target(sample)}]
+        # Exactly what TRL would tokenize from the conversational row.
+        expected = tokenizer.apply_chat_template(conversation, tokenize=False)
+        assert tokenizer.decode(row["input_ids"]) == expected
+        trained = [t for t, label in zip(row["input_ids"], row["labels"], strict=True)
+                   if label != -100]
+        assert tokenizer.decode(trained) == task.target(sample) + tokenizer.eos_token
+
+
+def test_any_targets_are_valid_solutions_and_vary() -> None:
+    from gengap.models.tiny import build_tokenizer_and_processor
+    from gengap.tasks.registry import get_task
+
+    task = get_task("generalpoints", modality="text", prompt_style="compact")
+    tokenizer = build_tokenizer_and_processor("text")
+    rows = warmup_dataset(task, tokenizer, range(40), seed=0, targets="any")
+    answers = []
+    for index, row in enumerate(rows):
+        sample = task.sample("warmup", index, 0)
+        completion = tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"],
+                                                             strict=True) if label != -100],
+                                      skip_special_tokens=True)
+        assert task.verify(sample, completion).correct
+        answers.append(completion == task.target(sample))
+    assert not all(answers)  # not just the canonical answer
+    rules = {task.sample("warmup", i, 0).fields["face_rule"] for i in range(40)}
+    assert rules == {"as10", "as11-13"}  # the warmup split mixes both face rules
+
+
+# -- end to end (reduced recipes) ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_coldstart_is_deterministic_per_seed_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = coldstart("generalpoints", "text", **REDUCED)
+    assert (first / RECIPE_FILE).is_file() and (first / METADATA_FILE).is_file()
+    meta = load_metadata(first)
+    assert set(meta["quality"]) == {"test-id", "test-ood-rule"}
+    assert meta["coldstart_key"] in first.name
+
+    again = coldstart("generalpoints", "text", tmp_path / "again", **REDUCED)
+    other = coldstart("generalpoints", "text", tmp_path / "other", seed=1, **REDUCED)
+    a, b, c = _weights(first), _weights(again), _weights(other)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+    # A second call finds the finished checkpoint without training.
+    import gengap.coldstart as module
+
+    def no_training(*_: object, **__: object) -> None:
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(module, "_run", no_training)
+    start = time.perf_counter()
+    assert coldstart("generalpoints", "text", **REDUCED) == first
+    assert time.perf_counter() - start < 1.0
+
+    from gengap.models import load_model
+
+    loaded = load_model(str(first))
+    assert not loaded.is_vlm and loaded.model.config.hidden_size == SMALL["hidden_size"]
+
+
+@pytest.mark.slow
+def test_image_coldstart_starts_from_the_text_decoder() -> None:
+    image = coldstart(
+        "generalpoints", "image",
+        model={**SMALL, **SMALL_VISION},
+        phases=[{"name": "pretrain", "steps": 2, "batch_size": 4, "learning_rate": 1e-3,
+                 "targets": "any"}],
+        text_recipe={k: v for k, v in REDUCED.items() if k != "eval_n"} | {"eval_n": 0},
+        eval_n=2, eval_k=2,
+    )
+    meta = load_metadata(image)
+    text = Path(meta["text_init"])
+    assert (text / METADATA_FILE).is_file()
+    assert set(meta["quality"]) == {"test-id", "test-ood-rule", "test-ood-visual"}
+    assert 0 <= meta["quality"]["test-id"]["recognition"] <= 1
+    from gengap.models import load_model
+
+    loaded = load_model(str(image), modality="image")
+    assert loaded.is_vlm and type(loaded.processor).__name__ == "LlavaProcessor"
