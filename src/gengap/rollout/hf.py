@@ -53,11 +53,15 @@ ENGINE_DECODERS = ("qwen2", "qwen3", "llama", "mistral")
 
 @dataclass
 class _Prompt:
-    """A tokenized prompt: its ids, optional pixel values, and the key of its random stream."""
+    """A tokenized prompt: its ids, its image inputs, and the key of its random stream.
+
+    `image_inputs` holds every tensor the processor made besides the text (LLaVA:
+    pixel_values; Qwen2-VL family: pixel_values and image_grid_thw), batched along dim 0.
+    """
 
     index: int
     ids: list[int]
-    pixel_values: torch.Tensor | None
+    image_inputs: dict[str, torch.Tensor]
     key: str
 
 
@@ -241,11 +245,13 @@ class HFSampler:
                 enc = self.processor(
                     text=[text], images=[image], return_tensors="pt", add_special_tokens=False
                 )
-                pixels = enc["pixel_values"]
+                image_inputs = {k: v for k, v in enc.items()
+                                if k not in ("input_ids", "attention_mask", "mm_token_type_ids")
+                                and isinstance(v, torch.Tensor)}
             else:
                 enc = self.tokenizer([text], return_tensors="pt", add_special_tokens=False)
-                pixels = None
-            out.append(_Prompt(index, enc["input_ids"][0].tolist(), pixels, key))
+                image_inputs = {}
+            out.append(_Prompt(index, enc["input_ids"][0].tolist(), image_inputs, key))
         return out
 
     def _rows_for(self, prompt_len: int, params: SamplingParams) -> int:
@@ -286,9 +292,14 @@ class HFSampler:
             mask[row, width - len(prompt.ids) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def _pixels(self, batch: list[_Prompt]) -> torch.Tensor | None:
-        pixels = [p.pixel_values for p in batch if p.pixel_values is not None]
-        return torch.cat(pixels).to(self.device, self.dtype) if pixels else None
+    def _image_inputs(self, batch: list[_Prompt]) -> dict[str, torch.Tensor]:
+        """The batch's image tensors, concatenated per key (floats cast to the model dtype)."""
+        keys = {k for p in batch for k in p.image_inputs}
+        out = {}
+        for key in sorted(keys):
+            value = torch.cat([p.image_inputs[key] for p in batch if key in p.image_inputs])
+            out[key] = value.to(self.device, self.dtype if value.is_floating_point() else None)
+        return out
 
     def _uniforms(self, batch: list[_Prompt], params: SamplingParams) -> torch.Tensor:
         if params.greedy:
@@ -314,10 +325,7 @@ class HFSampler:
             part_mask = mask[part]
             # Left padding: positions count real tokens only (what generate does too).
             positions = (part_mask.cumsum(-1) - 1).clamp(min=0)
-            extra = {}
-            pixels = self._pixels(batch[part])
-            if pixels is not None:
-                extra["pixel_values"] = pixels
+            extra = self._image_inputs(batch[part])
             out = self.model(
                 input_ids=ids[part],
                 attention_mask=part_mask,
@@ -418,10 +426,7 @@ class HFSampler:
     ) -> list[list[Completion]]:
         """`model.generate` with num_return_sequences=k: any architecture, batch-seeded RNG."""
         ids, mask = self._pad_left(batch)
-        extra: dict[str, Any] = {}
-        pixels = self._pixels(batch)
-        if pixels is not None:
-            extra["pixel_values"] = pixels
+        extra = self._image_inputs(batch)
         sampling: dict[str, Any] = {"do_sample": False}
         if not params.greedy:
             sampling = {
