@@ -129,9 +129,9 @@ def vllm_worker(model_dir: str) -> None:
     job = json.loads(Path(model_dir, "job.json").read_text())
     params = SamplingParams(**job["params"])
     start = time.perf_counter()
-    from transformers import AutoTokenizer
+    from gengap.models.loading import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     sampler = VLLMSampler(model_dir, tokenizer)
     init = time.perf_counter() - start
     sampler.generate(job["prompts"][:8], None, params)

@@ -117,6 +117,32 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(previous)
 
 
+def is_char_tokenizer(path: str | Path) -> bool:
+    """Whether `path` holds gengap's character-level tokenizer (an empty-pattern split)."""
+    try:
+        data = json.loads((Path(path) / "tokenizer.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    pre = data.get("pre_tokenizer") or {}
+    return pre.get("type") == "Split" and pre.get("pattern") == {"Regex": ""}
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """The checkpoint's tokenizer, exactly as it was saved.
+
+    For a qwen2 config, transformers' `AutoTokenizer` rebuilds the tokenizer as a
+    `Qwen2Tokenizer` (Qwen's byte-level pre-tokenizer over our vocabulary), which silently
+    drops the spaces of gengap's character tokenizer: a model trained with spaces then sees
+    prompts without them. gengap's own tokenizer therefore loads through the generic backend,
+    which reads tokenizer.json as written; every other checkpoint goes through `AutoTokenizer`.
+    """
+    if is_char_tokenizer(path):
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
 def load_model(
     spec: str,
     *,
@@ -147,7 +173,7 @@ def load_model(
                 tokenizer = processor.tokenizer
             else:
                 model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-                processor = tokenizer = AutoTokenizer.from_pretrained(path)
+                processor = tokenizer = load_tokenizer(path)
     except (OSError, ValueError) as exc:
         raise InputError(
             f"could not load model {spec!r}: {exc}",

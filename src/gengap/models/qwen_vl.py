@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from transformers import (
     AutoImageProcessor,
-    AutoTokenizer,
     PreTrainedModel,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -79,7 +78,9 @@ class ImageOnlyQwen2VLProcessor(_ImageOnlyMixin, Qwen2VLProcessor):
 
 def load_image_only_processor(path: str | Path, model_type: str) -> ProcessorMixin:
     """Build the image-only processor of a Qwen2-VL-family checkpoint from its files."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    from gengap.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(path)
     try:
         image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
     except (TypeError, ValueError):  # older signature without `backend`

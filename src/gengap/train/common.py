@@ -118,37 +118,10 @@ class TrainResult:
 
 def load_for_training(spec: str, recipe: TrainRecipe) -> Any:
     """A `gengap.models.LoadedModel` for `spec` (model, processor, tokenizer, is_vlm, path)."""
-    try:
-        from gengap.models import load_model
-    except ImportError:  # the models package's loader has not landed yet: plain HF loading
-        return _load_by_path(spec)
+    from gengap.models import load_model
+
     modality = recipe.task_options.get("modality", "text")
     return load_model(spec, task_name=recipe.task, modality=modality)
-
-
-def _load_by_path(spec: str) -> Any:
-    from types import SimpleNamespace
-
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForImageTextToText,
-        AutoProcessor,
-        AutoTokenizer,
-    )
-
-    if not Path(spec).is_dir():
-        raise InputError(f"no model directory at {spec}")
-    is_vlm = hasattr(AutoConfig.from_pretrained(spec), "vision_config")
-    if is_vlm:
-        model, processor = (AutoModelForImageTextToText.from_pretrained(spec),
-                            AutoProcessor.from_pretrained(spec))
-        tokenizer = processor.tokenizer
-    else:
-        model = AutoModelForCausalLM.from_pretrained(spec)
-        processor = tokenizer = AutoTokenizer.from_pretrained(spec)
-    return SimpleNamespace(model=model, processor=processor, tokenizer=tokenizer, is_vlm=is_vlm,
-                           path=spec)
 
 
 def lora_config(recipe: TrainRecipe) -> Any:
