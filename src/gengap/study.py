@@ -64,8 +64,8 @@ class StudyConfig:
     eval_n: int = 200
     eval_splits: list[str] = field(default_factory=lambda: ["test-id", "test-ood-rule"])
     # Learning rates: each arm's is picked on ID validation from its kind's candidates.
-    sft_lrs: list[float] = field(default_factory=lambda: [3e-4, 1e-3, 3e-3])
-    grpo_lrs: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3])
+    sft_lrs: list[float] = field(default_factory=lambda: [3e-5, 1e-4, 3e-4])
+    grpo_lrs: list[float] = field(default_factory=lambda: [1e-5, 3e-5, 1e-4])
     sweep_steps: int | None = None  # None: the arm's own steps
     sweep_val_n: int = 200
     sweep_ood_n: int = 100  # OOD success per candidate lr: reported, never used to pick
