@@ -144,9 +144,13 @@ def grad_norms(study: Study, out: Path) -> Path | None:
     if not rows:
         return None
     arms = sorted({a for a, _ in rows})
-    fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.6), squeeze=False,
+    cols = min(4, len(arms))
+    rows_n = -(-len(arms) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False,
                              sharey=True)
-    for ax, arm in zip(axes[0], arms):
+    for ax in axes.flat[len(arms):]:
+        ax.set_visible(False)
+    for ax, arm in zip(axes.flat, arms):
         for bucket, colour in BUCKET_COLOURS.items():
             by_step: dict[int, list[float]] = defaultdict(list)
             for a, r in rows:
@@ -159,7 +163,8 @@ def grad_norms(study: Study, out: Path) -> Path | None:
         ax.set_title(arm)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("gradient norm (probe batch)")
+    for row in axes:
+        row[0].set_ylabel("gradient norm (probe batch)")
     axes[0][0].legend(fontsize=8)
     return _save(fig, out)
 
