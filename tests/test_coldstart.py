@@ -123,6 +123,43 @@ def test_any_targets_are_valid_solutions_and_vary() -> None:
     assert rules == {"as10", "as11-13"}  # the warmup split mixes both face rules
 
 
+def test_cards_targets_are_the_recognition_prefix() -> None:
+    from gengap.models.tiny import build_tokenizer_and_processor
+    from gengap.tasks.registry import get_task
+
+    task = get_task("generalpoints", modality="image", prompt_style="compact")
+    processor = build_tokenizer_and_processor("image")
+    rows = warmup_dataset(task, processor, range(5), seed=0, targets="cards")
+    for index, row in enumerate(rows):
+        sample = task.sample("warmup", index, 0)
+        completion = row["completion"][0]["content"]
+        assert completion == ",".join(sample.fields["cards"]) + "|"
+        assert task.target(sample).startswith(completion)
+
+
+def test_vision_learning_rate_keeps_old_keys_and_splits_the_optimizer() -> None:
+    from gengap.coldstart import Phase, _optimizer
+    from gengap.models.tiny import build_tiny
+
+    plain = {"name": "p", "steps": 1, "batch_size": 2, "learning_rate": 1e-3}
+    old = resolve_recipe("generalpoints", "text", phases=[plain])
+    unset = resolve_recipe("generalpoints", "text",
+                           phases=[{**plain, "vision_learning_rate": None}])
+    split = resolve_recipe("generalpoints", "text",
+                           phases=[{**plain, "vision_learning_rate": 1e-4}])
+    assert old.key() == unset.key() != split.key()  # cached text cold starts stay valid
+
+    model, _ = build_tiny("image", seed=0, **SMALL, **SMALL_VISION)
+    optimizer = _optimizer(model, Phase(**plain, vision_learning_rate=1e-4))
+    decoder, vision = optimizer.param_groups
+    assert (decoder["lr"], vision["lr"]) == (1e-3, 1e-4)
+    vision_ids = {id(p) for n, p in model.named_parameters()
+                  if "vision_tower" in n or "multi_modal_projector" in n}
+    assert {id(p) for p in vision["params"]} == vision_ids
+    assert len(decoder["params"]) + len(vision["params"]) == len(list(model.parameters()))
+    assert _optimizer(model, Phase(**plain)) is None  # TRL builds its usual optimizer
+
+
 # -- end to end (reduced recipes) ------------------------------------------------------------
 
 
@@ -164,7 +201,9 @@ def test_image_coldstart_starts_from_the_text_decoder() -> None:
     image = coldstart(
         "generalpoints", "image",
         model={**SMALL, **SMALL_VISION},
-        phases=[{"name": "pretrain", "steps": 2, "batch_size": 4, "learning_rate": 1e-3,
+        phases=[{"name": "recognise", "steps": 2, "batch_size": 4, "learning_rate": 1e-3,
+                 "targets": "cards", "vision_learning_rate": 3e-4},
+                {"name": "pretrain", "steps": 2, "batch_size": 4, "learning_rate": 1e-3,
                  "targets": "any"}],
         text_recipe={k: v for k, v in REDUCED.items() if k != "eval_n"} | {"eval_n": 0},
         eval_n=2, eval_k=2,

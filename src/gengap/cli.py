@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gengap.errors import InputError
 
@@ -30,7 +31,8 @@ train_app = typer.Typer(help="Train one arm with TRL (SFT or GRPO) from a YAML r
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
-console = Console(stderr=True, soft_wrap=True)
+# No markup: messages carry data such as "[0, 1]" that rich would read as tags.
+console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -42,7 +44,7 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except InputError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            console.print(Text("error: ", style="bold red") + Text(str(exc)))
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
