@@ -77,3 +77,16 @@ def test_reproduce_end_to_end_and_resume(tmp_path: Path, monkeypatch) -> None:
     (out / "report.md").unlink()
     result = runner.invoke(app, ["report", str(out)])
     assert result.exit_code == 0 and (out / "report.md").exists()
+
+
+def test_filtered_grpo_arm_reads_the_difficulty_run(tmp_path: Path) -> None:
+    from gengap.study import Study
+
+    config = load_preset("tiny-gp-text")
+    assert "grpo-filtered" in config.arms
+    study = Study(config, tmp_path)
+    filtered = study._recipe("grpo-filtered", tmp_path / "m", None, 0, tmp_path / "a")
+    plain = study._recipe("grpo", tmp_path / "m", None, 0, tmp_path / "b")
+    assert filtered.filter_by_difficulty == str(tmp_path / "difficulty")
+    assert plain.filter_by_difficulty is None
+    assert (filtered.steps, filtered.batch_size) == (plain.steps, plain.batch_size)

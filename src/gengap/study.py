@@ -36,6 +36,11 @@ SFT_VARIANTS = {
 }
 
 
+# GRPO on all prompts, and on the prompts the difficulty pass rated neither 0/k nor k/k (the
+# offline filter: groups that would have zero reward variance are dropped before training).
+GRPO_ARMS = ("grpo", "grpo-filtered")
+
+
 def hard_arm(ratio: float) -> str:
     """The ablation arm that adds a share `ratio` of hard samples to SFT-EM."""
     return f"sft-em-hard{round(100 * ratio)}"
@@ -75,10 +80,10 @@ class StudyConfig:
     def validate(self) -> None:
         if not self.seeds:
             raise InputError("'seeds' is empty", hint="e.g. seeds=[0,1,2]")
-        unknown = [a for a in self.arms if a not in SFT_VARIANTS and a != "grpo"]
+        unknown = [a for a in self.arms if a not in (*SFT_VARIANTS, *GRPO_ARMS)]
         if unknown:
             raise InputError(f"unknown arm(s) {unknown}",
-                             hint=f"arms are {', '.join([*SFT_VARIANTS, 'grpo'])}")
+                             hint=f"arms are {', '.join([*SFT_VARIANTS, *GRPO_ARMS])}")
         if any(not 0 < r < 1 for r in self.hard_ratios):
             raise InputError(f"hard_ratios must lie in (0, 1): {self.hard_ratios}")
 
@@ -217,8 +222,10 @@ class Study:
             "eval_splits": list(self.config.eval_splits), "eval_n": self.config.eval_n,
             "eval_verify_iters": 1, "save_only_model": True,
         }
-        if arm == "grpo":
+        if arm in GRPO_ARMS:
             values = {**common, "n_prompts": self.config.difficulty_n, **self.config.grpo}
+            if arm == "grpo-filtered":
+                values["filter_by_difficulty"] = str(self.root / "difficulty")
             return GRPORecipe(**values)
         values = {**common, "data": str(data), **self.config.sft}
         return SFTRecipe(**values)
@@ -232,7 +239,7 @@ class Study:
         summary_path = out / f"{arm}.json"
         if summary_path.exists():
             return json.loads(summary_path.read_text())["picked"]
-        lrs = self.config.grpo_lrs if arm == "grpo" else self.config.sft_lrs
+        lrs = self.config.grpo_lrs if arm in GRPO_ARMS else self.config.sft_lrs
         if len(lrs) == 1:
             return lrs[0]
         recipe = self._recipe(arm, model, data, self.config.seeds[0], out / arm)
@@ -260,7 +267,7 @@ class Study:
         out = self.root / "runs" / arm / f"seed-{seed}"
         recipe = dataclasses.replace(self._recipe(arm, model, data, seed, out),
                                      learning_rate=lr)
-        (train_grpo if arm == "grpo" else train_sft)(recipe)
+        (train_grpo if arm in GRPO_ARMS else train_sft)(recipe)
 
     # -- the whole study -------------------------------------------------------------------
     def run(self) -> Path:
@@ -272,16 +279,18 @@ class Study:
         self._stage("init evaluation", self.init_eval, model)
         difficulty = self._stage("difficulty", self.difficulty, model)
         files = self._stage("curate", self.curate, difficulty)
-        arms = [a for a in self.config.all_arms() if a == "grpo" or a in files]
-        # Ablation arms share SFT-EM's learning rate: the ablation varies the data only.
+        arms = [a for a in self.config.all_arms() if a in GRPO_ARMS or a in files]
+        # Ablation arms share their reference arm's learning rate (SFT-EM's; filtered GRPO
+        # takes GRPO's): an ablation varies the data only.
+        shared = {"grpo-filtered": "grpo"}
         lrs = {}
         for arm in arms:
-            if arm.startswith("sft-em-hard"):
+            if arm.startswith("sft-em-hard") or (arm in shared and shared[arm] in arms):
                 continue
             lrs[arm] = self._stage(f"lr sweep {arm}", self.sweep, arm, model, files.get(arm))
             self.log(f"   {arm}: lr {lrs[arm]:g}")
         for arm in arms:
-            lr = lrs.get(arm, lrs.get("sft-em"))
+            lr = lrs.get(arm) or lrs.get(shared.get(arm, "sft-em"))
             for seed in self.config.seeds:
                 self._stage(f"train {arm} seed {seed}", self.train, arm, model, files.get(arm),
                             seed, lr)

@@ -60,7 +60,7 @@ def budget_table(study: Study) -> list[str]:
 
 
 def zero_std_lines(study: Study) -> list[str]:
-    """GRPO's share of zero-variance groups (no gradient), with and without the filter."""
+    """GRPO's share of zero-variance groups (no gradient), with and without the offline filter."""
     lines = []
     for arm in study.arms():
         if not arm.startswith("grpo"):
@@ -68,8 +68,15 @@ def zero_std_lines(study: Study) -> list[str]:
         values = [row["frac_reward_zero_std"] for run in study.runs[arm] for row in run.train_log
                   if "frac_reward_zero_std" in row]
         if values:
-            lines.append(f"- `{arm}`: mean `frac_reward_zero_std` {statistics.fmean(values):.2f} "
-                         f"over {len(values)} logged steps")
+            line = (f"- `{arm}`: mean `frac_reward_zero_std` {statistics.fmean(values):.2f} "
+                    f"over {len(values)} logged steps")
+            kept = next((r.budget["difficulty_filter"] for r in study.runs[arm]
+                         if r.budget and r.budget.get("difficulty_filter")), None)
+            if kept:
+                line += (f"; the offline filter kept {kept['prompts_after']} of "
+                         f"{kept['prompts_before']} prompts (dropped {kept['dropped_easy']} "
+                         f"easy, {kept['dropped_hard']} hard: groups with no gradient)")
+            lines.append(line)
     return lines
 
 
