@@ -67,8 +67,6 @@ def test_reproduce_end_to_end_and_resume(tmp_path: Path, monkeypatch) -> None:
                                  "--out", str(out), *MINI])
     assert result.exit_code == 0, result.output
     assert max(p.stat().st_mtime for p in final.iterdir()) == stamp
-    timings = json.loads((out / "timings.json").read_text())
-    assert timings["train grpo seed 0"] < 5
 
     # Other settings in the same directory are refused; `gengap report` rebuilds the report.
     result = runner.invoke(app, ["reproduce", "--preset", "tiny-gp-text", "--quick",

@@ -108,12 +108,8 @@ def load_preset(name: str, *, quick: bool = False, overrides: list[str] = ()) ->
     if quick:
         data.update(quick_block)
     data["preset"] = name + (" --quick" if quick else "")
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise InputError(f"overrides must look like key=value: {' '.join(bad)}",
-                         hint="e.g. steps=40 seeds=[0,1]")
-    parsed = dict(o.split("=", 1) for o in overrides)  # a later key=value wins
-    return load_recipe(StudyConfig, None, parsed, **data)
+    # load_recipe parses key=value words itself (a later word wins, bad words are errors).
+    return load_recipe(StudyConfig, None, list(overrides), **data)
 
 
 class Study:

@@ -117,9 +117,13 @@ def pass_rate_histogram(summary: dict[str, Any] | None, out: Path) -> Path | Non
     return _save(fig, out)
 
 
-def hard_ratio(study: Study, out: Path, ratios: dict[str, float]) -> Path | None:
+def hard_ratio(study: Study, out: Path) -> Path | None:
     """OOD (and ID) success of SFT-EM as the share of hard samples grows."""
-    points = [(r, arm) for arm, r in ratios.items() if arm in study.runs]
+    # The ablation arms name their hard share (`gengap.study.hard_arm`): sft-em-hard15 = 15%.
+    points = [(int(arm.removeprefix("sft-em-hard")) / 100, arm) for arm in study.runs
+              if arm.startswith("sft-em-hard")]
+    if points and "sft-em" in study.runs:
+        points.append((0.0, "sft-em"))
     if len(points) < 2:
         return None
     points.sort()

@@ -10,9 +10,6 @@ from gengap.report import figures
 from gengap.report.claims import evaluate_claims
 from gengap.report.collect import Study, load_study
 
-HARD_RATIO_ARMS = {"sft-em": 0.0, "sft-em-hard5": 0.05, "sft-em-hard15": 0.15,
-                   "sft-em-hard30": 0.30}
-
 
 def _cell(value: tuple[float, float, int] | None) -> str:
     return f"{100 * value[0]:.1f} ± {100 * value[1]:.1f}" if value else "—"
@@ -88,7 +85,7 @@ def write_report(root: str | Path) -> Path:
         "curves": figures.success_curves(study, fig_dir / "success_vs_step.png"),
         "scatter": figures.id_vs_ood(study, fig_dir / "id_vs_ood.png"),
         "hist": figures.pass_rate_histogram(study.difficulty, fig_dir / "pass_rate_hist.png"),
-        "ablation": figures.hard_ratio(study, fig_dir / "hard_ratio.png", HARD_RATIO_ARMS),
+        "ablation": figures.hard_ratio(study, fig_dir / "hard_ratio.png"),
         "grad": figures.grad_norms(study, fig_dir / "grad_norms.png"),
         "time": figures.wall_time(study, fig_dir / "wall_time.png"),
         "lr": figures.lr_sweeps(study, fig_dir / "lr_sweep.png"),

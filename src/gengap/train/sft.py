@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gengap.difficulty.estimate import BUCKETS
 from gengap.errors import InputError
 from gengap.train.callbacks import (
     BucketGradNormCallback,
@@ -32,8 +33,6 @@ from gengap.train.common import (
     save_final,
     trainer_arguments,
 )
-
-BUCKETS = ("easy", "medium", "hard")
 
 
 @dataclass(kw_only=True)
