@@ -359,4 +359,5 @@ def test_vllm_backend_for_real():
     assert facts["deterministic"]
     assert facts["subset_invariant"]
     assert facts["seed_changes_samples"]
+    assert facts["crowded_shape_ok"]
     assert facts["greedy_matches_hf_engine"], (facts["greedy_vllm"], facts["greedy_hf"])

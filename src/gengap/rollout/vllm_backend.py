@@ -73,6 +73,13 @@ class VLLMSampler:
             # vLLM's CPU build sizes its KV cache from this (GiB); its automatic sizing failed
             # worker start-up on the 24 GiB development machines. Users can still override it.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+            # Every request is seeded (per-key determinism). When the token budget of a step
+            # runs out, chunked prefill schedules part of a prompt, and vLLM then rewinds that
+            # request's generator with `set_offset`, which CPU generators do not support
+            # ("CPU Generator does not use offset"): the worker dies once more prompts arrive
+            # than one step's budget holds. Without chunked prefill a prompt waits for a step
+            # with room for all of it, so no sample is ever discarded.
+            defaults["enable_chunked_prefill"] = False
         defaults.update(llm_kwargs)
         self.llm = vllm.LLM(model=path, **defaults)
         self.processor = processor

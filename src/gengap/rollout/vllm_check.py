@@ -4,7 +4,8 @@
 
 Builds a random tiny Qwen2 (seed 0), samples GeneralPoints prompts through `VLLMSampler` and
 prints one JSON line of facts that tests/test_rollout.py asserts on: completion shapes,
-determinism per seed, subset invariance with keys, and greedy agreement with the HF engine.
+determinism per seed, subset invariance with keys, more prompts than one step's token budget
+holds, and greedy agreement with the HF engine.
 It prints facts rather than asserting so the test in the main environment shows what differed.
 """
 
@@ -31,7 +32,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gengap-vllm-check-") as path:
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
-        sampler = VLLMSampler(path, tokenizer)
+        # A step budget far below the requests' prompt tokens: the scheduler must spread
+        # prompts over steps (with chunked prefill, seeded requests crashed vLLM's CPU worker).
+        sampler = VLLMSampler(path, tokenizer, max_model_len=256, max_num_batched_tokens=256)
         sampled = SamplingParams(k=4, temperature=1.0, top_k=20, max_new_tokens=12, seed=3)
         first = sampler.generate(prompts, None, sampled, keys=keys)
         again = sampler.generate(prompts, None, sampled, keys=keys)
@@ -39,6 +42,8 @@ def main() -> int:
         other_seed = sampler.generate(
             prompts, None, SamplingParams(**{**sampled.__dict__, "seed": 4}), keys=keys
         )
+        many = [task.messages(task.sample("train", i, 0)) for i in range(48)]
+        crowded = sampler.generate(many, None, SamplingParams(**{**sampled.__dict__, "k": 8}))
         greedy = SamplingParams(k=2, max_new_tokens=12)
         vllm_greedy = sampler.generate(prompts, None, greedy)
     hf_greedy = HFSampler(model, tokenizer).generate(prompts, None, greedy)
@@ -55,6 +60,7 @@ def main() -> int:
         "deterministic": texts(first) == texts(again),
         "subset_invariant": texts(subset) == [texts(first)[4], texts(first)[1]],
         "seed_changes_samples": texts(first) != texts(other_seed),
+        "crowded_shape_ok": [len(c) for c in crowded.completions] == [8] * len(many),
         "greedy_matches_hf_engine": texts(vllm_greedy) == texts(hf_greedy),
         "greedy_vllm": texts(vllm_greedy)[:2],
         "greedy_hf": texts(hf_greedy)[:2],
