@@ -33,8 +33,9 @@ class SharedPrefixState:
 
     prefix_keys/values[layer]: ``[P, kv_heads, Lp, head_dim]``, left-padded prompts.
     prefix_bias:               ``[P, 1, 1, Lp]``: 0 for real tokens, -inf for padding.
-    suffix_keys/values[layer]: ``[R, kv_heads, T, head_dim]``; column t holds generated token t
-                               (zero-initialised: masked columns must not hold NaNs).
+    suffix_keys/values[layer]: ``[R, kv_heads, T, head_dim]``; column t holds generated token t.
+                               Left uninitialised: decode step t writes column t of every row
+                               before any read of it, and reads stop at column t.
     step:                      the column this decode step writes and attends up to.
     """
 
@@ -65,8 +66,8 @@ class SharedPrefixState:
             prefix_keys=prefix_keys,
             prefix_values=prefix_values,
             prefix_bias=bias,
-            suffix_keys=[like.new_zeros(shape) for _ in prefix_keys],
-            suffix_values=[like.new_zeros(shape) for _ in prefix_keys],
+            suffix_keys=[like.new_empty(shape) for _ in prefix_keys],
+            suffix_values=[like.new_empty(shape) for _ in prefix_keys],
             k=k,
         )
 
@@ -78,12 +79,19 @@ class SharedPrefixState:
         """Keep only the given prompts (and their k rows each): drops finished prompts."""
         offsets = torch.arange(self.k, device=prompt_index.device)
         rows = (prompt_index[:, None] * self.k + offsets).reshape(-1)
+
+        def keep_rows(buffer: torch.Tensor) -> torch.Tensor:
+            # Only the columns written so far: the rest of a buffer is unused capacity.
+            kept = buffer.new_empty((len(rows), *buffer.shape[1:]))
+            kept[:, :, : self.step + 1] = buffer[rows, :, : self.step + 1]
+            return kept
+
         return SharedPrefixState(
             prefix_keys=[t[prompt_index] for t in self.prefix_keys],
             prefix_values=[t[prompt_index] for t in self.prefix_values],
             prefix_bias=self.prefix_bias[prompt_index],
-            suffix_keys=[t[rows] for t in self.suffix_keys],
-            suffix_values=[t[rows] for t in self.suffix_values],
+            suffix_keys=[keep_rows(t) for t in self.suffix_keys],
+            suffix_values=[keep_rows(t) for t in self.suffix_values],
             k=self.k,
             step=self.step,
         )

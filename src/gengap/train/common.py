@@ -171,7 +171,7 @@ def trainer_arguments(recipe: TrainRecipe, per_device_batch: int) -> dict[str, A
         "use_cpu": use_cpu,
         "bf16": bf16,
         # Always explicit: TRL's configs default to True, which only pays off on big models.
-        "gradient_checkpointing": recipe.gradient_checkpointing,
+        "activation_checkpointing": recipe.gradient_checkpointing,
         "disable_tqdm": False,
     }
 
