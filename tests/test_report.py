@@ -105,3 +105,16 @@ def test_partial_study_still_reports(tmp_path: Path) -> None:
     with (tmp_path / "runs" / "init" / "seed-0" / "curve.jsonl").open("a") as f:
         f.write('{"step": 3')
     assert write_report(tmp_path).exists()
+
+
+def test_report_names_modality_and_skipped_arms(tmp_path: Path) -> None:
+    make_study(tmp_path)
+    meta = json.loads((tmp_path / "study.json").read_text())
+    meta["config"]["task_options"] = {"modality": "image"}
+    (tmp_path / "study.json").write_text(json.dumps(meta))
+    (tmp_path / "data").mkdir()
+    why = "EM+hard:0.15 needs 31 hard samples, the run has 23"
+    (tmp_path / "data" / "skipped.json").write_text(json.dumps({"sft-em-hard15": why}))
+    text = write_report(tmp_path).read_text()
+    assert "Task `generalpoints` (image)" in text
+    assert f"- `sft-em-hard15`: {why}" in text

@@ -39,6 +39,7 @@ SFT_VARIANTS = {
 # GRPO on all prompts, and on the prompts the difficulty pass rated neither 0/k nor k/k (the
 # offline filter: groups that would have zero reward variance are dropped before training).
 GRPO_ARMS = ("grpo", "grpo-filtered")
+SKIPPED_FILE = "skipped.json"  # in DIR/data: arms whose data could not be curated, and why
 
 
 def hard_arm(ratio: float) -> str:
@@ -185,7 +186,7 @@ class Study:
         variants = {arm: SFT_VARIANTS[arm] for arm in self.config.arms if arm in SFT_VARIANTS}
         if "sft-em" in self.config.arms:
             variants.update({hard_arm(r): f"EM+hard:{r}" for r in self.config.hard_ratios})
-        files = {}
+        files, skipped = {}, {}
         for arm, variant in variants.items():
             out = self.root / "data" / f"{arm}.jsonl"
             if not meta_path(out).exists():
@@ -193,9 +194,12 @@ class Study:
                     meta = curate(difficulty, variant, out, seed=self.config.seeds[0])
                 except InputError as exc:
                     self.log(f"   skipping {arm}: {exc.message}")
+                    skipped[arm] = exc.message
                     continue
                 self.log(f"   {arm}: {meta['rows']} rows {meta['buckets_selected']}")
             files[arm] = out
+        # The report says which arms were left out and why (`gengap.report.collect`).
+        write_json(self.root / "data" / SKIPPED_FILE, skipped)
         return files
 
     def _eval_config(self, model: str):

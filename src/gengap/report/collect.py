@@ -9,6 +9,7 @@ Layout written by `gengap.study`:
     DIR/runs/<arm>/seed-<s>/grad_norms.jsonl    SFT arms: {"step", "bucket", "grad_norm"}
     DIR/runs/<arm>/seed-<s>/log_history.jsonl   TRL's logs (GRPO: frac_reward_zero_std)
     DIR/lr_sweep/<arm>.json              {"lrs", "id_val", "ood", "picked"}
+    DIR/data/skipped.json                {arm: why its SFT data could not be curated}
 
 Run directories are `gengap train` outputs (see `gengap.train.common`).
 """
@@ -68,6 +69,7 @@ class Study:
     difficulty: dict[str, Any] | None
     runs: dict[str, list[Run]] = field(default_factory=dict)
     sweeps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # arm -> why it was not trained
 
     @property
     def splits(self) -> list[str]:
@@ -76,6 +78,14 @@ class Study:
     def arms(self) -> list[str]:
         order = self.meta.get("config", {}).get("arms", [])
         return [a for a in order if a in self.runs] + sorted(set(self.runs) - set(order))
+
+    def hard_ratio_arms(self) -> list[tuple[float, str]]:
+        """(hard share, arm) of the trained SFT-EM + hard ablation arms, smallest share first.
+
+        The arms name their share (`gengap.study.hard_arm`): sft-em-hard15 = 15%.
+        """
+        return sorted((int(arm.removeprefix("sft-em-hard")) / 100, arm) for arm in self.runs
+                      if arm.startswith("sft-em-hard"))
 
     def final_success(self, arm: str, split: str) -> tuple[float, float, int] | None:
         """Mean and standard error over seeds of the final success (binomial se for 1 seed)."""
@@ -95,7 +105,8 @@ def load_study(root: str | Path) -> Study:
     """Read whatever a (possibly partial) study directory holds."""
     root = Path(root)
     study = Study(root, _json(root / "study.json") or {},
-                  _json(root / "difficulty" / "summary.json"))
+                  _json(root / "difficulty" / "summary.json"),
+                  skipped=_json(root / "data" / "skipped.json") or {})
     runs_dir = root / "runs"
     if runs_dir.is_dir():
         for arm_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):

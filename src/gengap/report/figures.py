@@ -12,18 +12,23 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
+import numpy as np
 
 from gengap.report.collect import Study
 
 ARM_COLOURS = {
     "init": "#555555", "sft-all": "#d62728", "sft-e": "#ff9896", "sft-m": "#9467bd",
     "sft-h": "#8c564b", "sft-em": "#2ca02c", "grpo": "#1f77b4", "grpo-filtered": "#17becf",
-    "sft-em-hard5": "#98df8a", "sft-em-hard15": "#bcbd22", "sft-em-hard30": "#7f7f00",
 }
 BUCKET_COLOURS = {"easy": "#2ca02c", "medium": "#ff7f0e", "hard": "#d62728"}
 
 
-def _colour(arm: str) -> str | None:
+def _colour(arm: str) -> Any:
+    """The arm's colour; SFT-EM + hard arms shade from light green to olive as the share grows."""
+    if arm.startswith("sft-em-hard"):
+        share = min(1.0, int(arm.removeprefix("sft-em-hard")) / 30)
+        light, dark = np.array([0.60, 0.87, 0.54]), np.array([0.50, 0.50, 0.0])
+        return tuple(light + share * (dark - light))
     return ARM_COLOURS.get(arm)
 
 
@@ -84,14 +89,18 @@ def id_vs_ood(study: Study, out: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(ood), figsize=(5 * len(ood), 4.2), squeeze=False)
     for ax, split in zip(axes[0], ood):
+        labels_at: dict[tuple[float, float], int] = {}  # arms on one point: stack their labels
         for arm in study.arms():
             x, y = study.final_success(arm, "test-id"), study.final_success(arm, split)
             if not x or not y:
                 continue
-            ax.errorbar(100 * x[0], 100 * y[0], xerr=100 * x[1], yerr=100 * y[1], fmt="o",
+            point = (100 * x[0], 100 * y[0])
+            ax.errorbar(*point, xerr=100 * x[1], yerr=100 * y[1], fmt="o",
                         color=_colour(arm), capsize=3)
-            ax.annotate(arm, (100 * x[0], 100 * y[0]), textcoords="offset points",
-                        xytext=(5, 4), fontsize=8)
+            stacked = labels_at.get(point, 0)
+            labels_at[point] = stacked + 1
+            ax.annotate(arm, point, textcoords="offset points", xytext=(5, 4 - 10 * stacked),
+                        fontsize=8)
         ax.set_xlabel("ID success (%)")
         ax.set_ylabel(f"{split} success (%)")
         ax.grid(alpha=0.3)
@@ -119,14 +128,11 @@ def pass_rate_histogram(summary: dict[str, Any] | None, out: Path) -> Path | Non
 
 def hard_ratio(study: Study, out: Path) -> Path | None:
     """OOD (and ID) success of SFT-EM as the share of hard samples grows."""
-    # The ablation arms name their hard share (`gengap.study.hard_arm`): sft-em-hard15 = 15%.
-    points = [(int(arm.removeprefix("sft-em-hard")) / 100, arm) for arm in study.runs
-              if arm.startswith("sft-em-hard")]
+    points = study.hard_ratio_arms()
     if points and "sft-em" in study.runs:
-        points.append((0.0, "sft-em"))
+        points.insert(0, (0.0, "sft-em"))
     if len(points) < 2:
         return None
-    points.sort()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for split in study.splits:
         vals = [study.final_success(arm, split) for _, arm in points]

@@ -99,7 +99,8 @@ def write_report(root: str | Path) -> Path:
     cfg = study.meta.get("config", {})
     lines = [f"# gengap study: {study.meta.get('preset', study.root.name)}", ""]
     if cfg:
-        lines += [f"Task `{cfg.get('task')}` ({cfg.get('modality', 'text')}), "
+        modality = cfg.get("task_options", {}).get("modality", "text")
+        lines += [f"Task `{cfg.get('task')}` ({modality}), "
                   f"seeds {cfg.get('seeds')}, {cfg.get('steps')} steps per arm, "
                   f"{cfg.get('batch_size')} prompts per step; every arm starts from the "
                   "same cold-start checkpoint. Success is greedy, over "
@@ -111,6 +112,9 @@ def write_report(root: str | Path) -> Path:
     lines += ["", "Verdicts compare mean final success over seeds; a difference must exceed two "
               "combined standard errors to count.", "", "## Success by split", ""]
     lines += results_tables(study)
+    if study.skipped:
+        lines += ["Arms not trained (their data could not be curated):", ""]
+        lines += [f"- `{arm}`: {why}" for arm, why in study.skipped.items()] + [""]
     lines += image("curves", "Success vs training step")
     lines += image("scatter", "ID vs OOD success per arm")
     lines += ["## Difficulty", ""]
