@@ -43,8 +43,10 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
-bench: setup
+bench: setup $(VLLM_VENV)/.gengap-vllm-ok
 	$(BIN)/python benchmarks/generalpoints.py
+	$(BIN)/gengap coldstart --task generalpoints >/dev/null
+	$(BIN)/python benchmarks/rollout.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

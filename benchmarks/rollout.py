@@ -11,6 +11,9 @@ top_k 50, the task's max_new_tokens):
             matmul throughput, measured by timing the model's own linear-layer shapes at the
             engine's batch size. The job's minimal FLOPs are each prompt once plus each generated
             token once; the ceiling divides the measured FLOP/s by that per generated token.
+            A profiled engine run then splits its time into dense matmuls, attention matmuls
+            and the rest, and prints the dense matmuls' own FLOP/s: it tells whether the gap to
+            the ceiling lies in the matmuls or around them.
 
 Model: --model DIR, else the cached cold-started tiny model (`gengap coldstart` makes it; the
 benchmark never trains), otherwise a random tiny model of the same size (the output says which;
@@ -177,6 +180,24 @@ def matmul_throughput(model, rows: int, seconds_per_shape: float = 0.4) -> float
     return flops / elapsed
 
 
+def time_breakdown(sampler, prompts, params) -> dict[str, float]:
+    """Seconds of one engine run by operator class, from torch.profiler's self CPU times.
+
+    "dense matmuls" are the linear layers (the FLOPs the ceiling counts); "attention matmuls"
+    are the batched per-prompt / per-sample products of the shared-prefix attention.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    classes = {"aten::mm": "dense matmuls", "aten::addmm": "dense matmuls",
+               "aten::bmm": "attention matmuls"}
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        sampler.generate(prompts, None, params)
+    seconds: dict[str, float] = {"dense matmuls": 0.0, "attention matmuls": 0.0, "the rest": 0.0}
+    for event in prof.key_averages():
+        seconds[classes.get(event.key, "the rest")] += event.self_cpu_time_total / 1e6
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=256)
@@ -288,6 +309,16 @@ def main() -> None:
     )
     engine_tps = engine.generated_tokens / engine.seconds
     print(f"engine: {engine_tps:.0f} tokens/s = {100 * engine_tps / ceiling:.0f}% of the ceiling")
+    # Where the engine's time goes (one profiled run; the profiler adds its own overhead).
+    parts = time_breakdown(sampler, prompts, params)
+    total = sum(parts.values())
+    # Linear-layer FLOPs alone: flops_per_token at context 0 has no attention term.
+    dense_flops = (engine.prompt_tokens + engine.generated_tokens) * flops_per_token(model, 0)
+    print("engine time by operator (profiled run): " + ", ".join(
+        f"{name} {100 * t / total:.0f}%" for name, t in parts.items()))
+    print(f"the dense matmuls run at {dense_flops / parts['dense matmuls'] / 1e9:.0f} GFLOP/s "
+          f"({100 * dense_flops / parts['dense matmuls'] / throughput:.0f}% of the measured "
+          "throughput): the gap to the ceiling is the time outside them")
     targets = [
         ("(a)", "(a) DC-SFT way: generate, batch 4, k passes", 8.0),
         ("(b)", vllm_label, 1.5),
