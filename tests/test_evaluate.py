@@ -129,3 +129,15 @@ def test_bad_split_is_a_clear_error(tmp_path: Path) -> None:
         ev.evaluate(config(splits=["test-ood-visual"]), tmp_path, loaded=loaded())
     with pytest.raises(InputError, match="unknown split"):
         ev.evaluate(config(splits=["dev"]), tmp_path, loaded=loaded())
+
+
+def test_table_shows_first_attempt_recognition() -> None:
+    """The printed recognition is the first attempt's (the study's V = 1 measure)."""
+    from gengap.evaluate import format_table
+
+    row = {"success": 0.5, "success_stderr": 0.03, "first_attempt_success": 0.5, "n": 234,
+           "recognition": 0.38, "recognition_first_attempt": 1.0}
+    table = format_table({"test-id": row})
+    assert "100.0%" in table and "38.0%" not in table
+    text_only = {k: v for k, v in row.items() if not k.startswith("recognition")}
+    assert format_table({"test-id": text_only}).splitlines()[1].split()[-2] == "-"

@@ -7,8 +7,9 @@ For each split, the first `n` samples (fixed seed) run as multi-turn episodes of
   chunk; a restarted run skips the episodes already there (sampling is keyed per sample id, so
   a resumed evaluation equals an uninterrupted one).
 - `results.json`: lm-eval's shape — `results` per split (success with its standard error,
-  success within t attempts, per-attempt accuracy, recognition accuracy for image rows, mean
-  reward), plus `config`, seed, package versions, git commit and date.
+  success within t attempts, per-attempt accuracy, recognition accuracy for image rows on the
+  first attempt (the study's measure, taken with V = 1) and over all attempts, mean reward),
+  plus `config`, seed, package versions, git commit and date.
 """
 
 from __future__ import annotations
@@ -207,10 +208,16 @@ def summarise(rows: Sequence[dict[str, Any]], splits: Sequence[str],
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    """A short plain-text table of the headline numbers."""
+    """A short plain-text table of the headline numbers.
+
+    Recognition is the first attempt's, as the study measures it (V = 1): later attempts see
+    the image only in the conversation's first turn, so their card reading is a different
+    quantity (`recognition` over all attempts stays in results.json).
+    """
     lines = [f"{'split':<18}{'success':>16}{'1st attempt':>13}{'recognition':>13}{'n':>6}"]
     for split, r in results.items():
-        rec = f"{r['recognition']:.1%}" if "recognition" in r else "-"
+        rec = (f"{r['recognition_first_attempt']:.1%}" if "recognition_first_attempt" in r
+               else "-")
         lines.append(
             f"{split:<18}{r['success']:>9.1%} ±{r['success_stderr']:.1%}"
             f"{r['first_attempt_success']:>13.1%}{rec:>13}{r['n']:>6}"
