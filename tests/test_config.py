@@ -124,6 +124,27 @@ def test_shipped_recipes_load(tmp_path: Path) -> None:
             load_recipe(SFTRecipe, path, [], model="tiny", out=str(tmp_path), data=str(data))
 
 
+def test_shipped_recipes_by_name_and_inside_the_package(tmp_path: Path, monkeypatch) -> None:
+    """`--config sft-tiny` finds the shipped recipe from any directory (an installed gengap has
+    no checkout): the recipes and presets live inside the package."""
+    import gengap
+    from gengap.study import load_preset
+
+    package = Path(gengap.__file__).parent / "configs"
+    assert (package / "train" / "sft-tiny.yaml").is_file()
+    assert (package / "presets" / "tiny-gp-text.yaml").is_file()
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(GRPORecipe, "grpo-tiny", [], model="tiny", out="x")
+    assert recipe == load_recipe(GRPORecipe, package / "train" / "grpo-tiny.yaml", [],
+                                 model="tiny", out="x")
+    with pytest.raises(InputError, match=r"shipped recipe: .*sft-tiny"):
+        load_recipe(GRPORecipe, "grpo-huge", [], model="tiny", out="x")
+    # A user's own preset file works like a shipped one.
+    own = tmp_path / "mine.yaml"
+    own.write_text((package / "presets" / "tiny-gp-text.yaml").read_text() + "steps: 7\n")
+    assert load_preset(str(own)).steps == 7
+
+
 def test_train_recipe_batch_must_divide() -> None:
     with pytest.raises(InputError, match="not divisible"):
         load_recipe(GRPORecipe, None, ["batch_size=3", "gradient_accumulation_steps=5"],

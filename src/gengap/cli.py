@@ -311,7 +311,8 @@ Overrides = Annotated[
     typer.Argument(help="key=value recipe overrides, e.g. learning_rate=3e-5 "
                    "task_options.prompt_style=compact", show_default=False),
 ]
-RecipeFile = Annotated[Path | None, typer.Option("--config", help="YAML recipe (configs/train/).")]
+RecipeFile = Annotated[Path | None, typer.Option(
+    "--config", help="YAML recipe file, or a shipped recipe's name (sft-tiny, grpo-tiny, ...).")]
 ReportTo = Annotated[
     str | None, typer.Option(help="Trackers for TRL, comma-separated: tensorboard, trackio, wandb.")
 ]
@@ -397,7 +398,9 @@ def train_grpo_command(
 @friendly_errors
 def reproduce_command(
     ctx: typer.Context,
-    preset: Annotated[str, typer.Option(help="tiny-gp-text or tiny-gp-image")] = "tiny-gp-text",
+    preset: Annotated[
+        str, typer.Option(help="tiny-gp-text, tiny-gp-image, or your own preset .yaml")
+    ] = "tiny-gp-text",
     out: Annotated[
         Path, typer.Option(help="Study directory (a stopped study continues).")
     ] = Path("out/study"),

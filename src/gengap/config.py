@@ -54,11 +54,26 @@ def parse_overrides(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+# Shipped inside the package (a checkout's top-level `configs/` links here).
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_recipe_path(path: str | Path) -> Path:
+    """A recipe file, or the bare name of a shipped one (`sft-tiny` -> configs/train/...)."""
+    given = Path(path)
+    shipped = CONFIGS_DIR / "train" / f"{given.name.removesuffix('.yaml')}.yaml"
+    if not given.exists() and given.parent == Path(".") and shipped.is_file():
+        return shipped
+    return given
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from a file (empty file = empty mapping)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"no such recipe file: {path}", hint="check the --config path")
+        shipped = ", ".join(sorted(p.stem for p in (CONFIGS_DIR / "train").glob("*.yaml")))
+        raise InputError(f"no such recipe file: {path}",
+                         hint=f"check the --config path, or name a shipped recipe: {shipped}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -107,6 +122,7 @@ def load_recipe(
         sources[field] = where
 
     if path is not None:
+        path = resolve_recipe_path(path)
         for key, value in read_yaml(path).items():
             put(str(key), value, f"recipe {path}", raw=False)
     for key, value in explicit.items():

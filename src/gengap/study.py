@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gengap.config import load_recipe, read_yaml, recipe_dict
+from gengap.config import CONFIGS_DIR, load_recipe, read_yaml, recipe_dict
 from gengap.errors import InputError
 from gengap.io import write_json, write_jsonl
 from gengap.runinfo import run_metadata
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs" / "presets"
+PRESETS_DIR = CONFIGS_DIR / "presets"
 
 # Arm -> the curated variant it trains on (SFT arms); GRPO arms train on the task's prompts.
 SFT_VARIANTS = {
@@ -99,11 +99,13 @@ class StudyConfig:
 
 
 def load_preset(name: str, *, quick: bool = False, overrides: list[str] = ()) -> StudyConfig:
-    """A preset from configs/presets/NAME.yaml (its `quick:` block merged in with `quick`)."""
-    path = PRESETS_DIR / f"{name}.yaml"
+    """A shipped preset by name (configs/presets/NAME.yaml) or a path to the user's own YAML;
+    its `quick:` block is merged in with `quick`."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-        raise InputError(f"unknown preset {name!r}", hint=f"presets: {', '.join(known)}")
+        raise InputError(f"unknown preset {name!r}", where=str(path),
+                         hint=f"shipped presets: {', '.join(known)}; or a path to a .yaml file")
     data = read_yaml(path)
     quick_block = data.pop("quick", {}) or {}
     if quick:
