@@ -43,6 +43,14 @@ def _json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def hard_share(arm: str) -> float | None:
+    """The hard share an SFT-EM + hard ablation arm names (`gengap.study.hard_arm`):
+    sft-em-hard15 -> 0.15; None for other arms."""
+    if not arm.startswith("sft-em-hard"):
+        return None
+    return int(arm.removeprefix("sft-em-hard")) / 100
+
+
 @dataclass
 class Run:
     """One arm trained with one seed."""
@@ -80,12 +88,9 @@ class Study:
         return [a for a in order if a in self.runs] + sorted(set(self.runs) - set(order))
 
     def hard_ratio_arms(self) -> list[tuple[float, str]]:
-        """(hard share, arm) of the trained SFT-EM + hard ablation arms, smallest share first.
-
-        The arms name their share (`gengap.study.hard_arm`): sft-em-hard15 = 15%.
-        """
-        return sorted((int(arm.removeprefix("sft-em-hard")) / 100, arm) for arm in self.runs
-                      if arm.startswith("sft-em-hard"))
+        """(hard share, arm) of the trained SFT-EM + hard ablation arms, smallest share first."""
+        return sorted((share, arm) for arm in self.runs
+                      if (share := hard_share(arm)) is not None)
 
     def final_success(self, arm: str, split: str) -> tuple[float, float, int] | None:
         """Mean and standard error over seeds of the final success (binomial se for 1 seed)."""

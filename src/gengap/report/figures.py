@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gengap.report.collect import Study
+from gengap.report.collect import Study, hard_share
 
 ARM_COLOURS = {
     "init": "#555555", "sft-all": "#d62728", "sft-e": "#ff9896", "sft-m": "#9467bd",
@@ -25,10 +25,10 @@ BUCKET_COLOURS = {"easy": "#2ca02c", "medium": "#ff7f0e", "hard": "#d62728"}
 
 def _colour(arm: str) -> Any:
     """The arm's colour; SFT-EM + hard arms shade from light green to olive as the share grows."""
-    if arm.startswith("sft-em-hard"):
-        share = min(1.0, int(arm.removeprefix("sft-em-hard")) / 30)
+    share = hard_share(arm)
+    if share is not None:
         light, dark = np.array([0.60, 0.87, 0.54]), np.array([0.50, 0.50, 0.0])
-        return tuple(light + share * (dark - light))
+        return tuple(light + min(1.0, share / 0.3) * (dark - light))
     return ARM_COLOURS.get(arm)
 
 
