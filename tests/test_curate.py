@@ -147,7 +147,8 @@ def _train_two_steps(dataset, model, processor, tmp_path):
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     args = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2, per_device_train_batch_size=2,
                      use_cpu=True, bf16=False, report_to=[], save_strategy="no",
-                     logging_steps=1, learning_rate=1e-2, dataset_num_proc=None)
+                     logging_steps=1, learning_rate=1e-2, dataset_num_proc=None,
+                     activation_checkpointing=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
                          processing_class=processor)
     trainer.train()
