@@ -88,3 +88,11 @@ def test_filtered_grpo_arm_reads_the_difficulty_run(tmp_path: Path) -> None:
     assert filtered.filter_by_difficulty == str(tmp_path / "difficulty")
     assert plain.filter_by_difficulty is None
     assert (filtered.steps, filtered.batch_size) == (plain.steps, plain.batch_size)
+
+
+def test_hard_share_inverts_hard_arm() -> None:
+    from gengap.study import hard_arm, hard_share
+
+    for ratio in (0.05, 0.1, 0.15, 0.3):
+        assert hard_share(hard_arm(ratio)) == ratio
+    assert hard_share("sft-em") is None and hard_share("grpo") is None

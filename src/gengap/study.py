@@ -47,6 +47,13 @@ def hard_arm(ratio: float) -> str:
     return f"sft-em-hard{round(100 * ratio)}"
 
 
+def hard_share(arm: str) -> float | None:
+    """The inverse of `hard_arm`: sft-em-hard15 -> 0.15; None for any other arm."""
+    if not arm.startswith("sft-em-hard"):
+        return None
+    return int(arm.removeprefix("sft-em-hard")) / 100
+
+
 @dataclass(kw_only=True)
 class StudyConfig:
     """A preset: everything `gengap reproduce` runs (each key can be overridden: key=value)."""
@@ -200,7 +207,7 @@ class Study:
                     continue
                 self.log(f"   {arm}: {meta['rows']} rows {meta['buckets_selected']}")
             files[arm] = out
-        # The report says which arms were left out and why (`gengap.report.collect`).
+        # The report says which arms were left out and why.
         write_json(self.root / "data" / SKIPPED_FILE, skipped)
         return files
 

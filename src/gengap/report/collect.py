@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gengap.study import SKIPPED_FILE, hard_share
+
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
@@ -41,14 +43,6 @@ def _json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def hard_share(arm: str) -> float | None:
-    """The hard share an SFT-EM + hard ablation arm names (`gengap.study.hard_arm`):
-    sft-em-hard15 -> 0.15; None for other arms."""
-    if not arm.startswith("sft-em-hard"):
-        return None
-    return int(arm.removeprefix("sft-em-hard")) / 100
 
 
 @dataclass
@@ -111,7 +105,7 @@ def load_study(root: str | Path) -> Study:
     root = Path(root)
     study = Study(root, _json(root / "study.json") or {},
                   _json(root / "difficulty" / "summary.json"),
-                  skipped=_json(root / "data" / "skipped.json") or {})
+                  skipped=_json(root / "data" / SKIPPED_FILE) or {})
     runs_dir = root / "runs"
     if runs_dir.is_dir():
         for arm_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):

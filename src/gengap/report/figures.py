@@ -14,7 +14,8 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gengap.report.collect import Study, hard_share
+from gengap.report.collect import Study
+from gengap.study import hard_share
 
 ARM_COLOURS = {
     "init": "#555555", "sft-all": "#d62728", "sft-e": "#ff9896", "sft-m": "#9467bd",

@@ -4,7 +4,7 @@
 card 270x378 px at x = 5 + i*297 on a 1200 px canvas, vertically centred (scaled to `size`).
 `layout="grid"` puts the cards in a 2x2 grid that fills the canvas: at the small sizes a tiny
 vision tower sees (e.g. 64 px), the paper layout leaves each rank only a few pixels. Grid cells
-are rendered once per (rank, suit, size) and pasted.
+are drawn once per (rank, suit, cell size) and pasted.
 
 Suit symbols are drawn as shapes, not font glyphs, so images do not depend on installed fonts.
 Small images are drawn at a larger scale and downsampled, for clean edges.
@@ -77,9 +77,10 @@ def render_cards(
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     if len(cards) != len(suits):
         raise ValueError("cards and suits differ in length")
-    if layout == "grid" and size % 2 == 0:
-        # Each card owns a cell: paste cached cells (rendering is ~100x cheaper, which the
-        # image cold start's tens of thousands of rows need).
+    if layout == "grid":
+        # Each card owns a cell: pasting cached cells is ~65x cheaper than drawing the hand
+        # (47 us vs 3.2 ms per 64 px image, measured), which the image cold start's tens of
+        # thousands of rows need. An odd size leaves a 1 px strip of table on the right/bottom.
         image = Image.new("RGB", (size, size), TABLE_GREEN)
         cell = size // 2
         for i, (name, suit) in enumerate(zip(cards, suits)):
@@ -89,18 +90,12 @@ def render_cards(
     canvas = size * scale
     image = Image.new("RGB", (canvas, canvas), TABLE_GREEN)
     draw = ImageDraw.Draw(image)
-    if layout == "paper":
-        f = canvas / _PAPER_CANVAS
-        cw, ch = _PAPER_CARD[0] * f, _PAPER_CARD[1] * f
-        y0 = (canvas - ch) / 2
-        boxes = [(x, y0, x + cw, y0 + ch)
-                 for x in (f * (5 + i * _PAPER_STEP) for i in range(len(cards)))]
-    else:
-        cell, pad = canvas / 2, canvas * 0.03
-        boxes = [((i % 2) * cell + pad, (i // 2) * cell + pad,
-                  (i % 2 + 1) * cell - pad, (i // 2 + 1) * cell - pad) for i in range(len(cards))]
-    for box, name, suit in zip(boxes, cards, suits):
-        _card(draw, box, name, suit)
+    f = canvas / _PAPER_CANVAS
+    cw, ch = _PAPER_CARD[0] * f, _PAPER_CARD[1] * f
+    y0 = (canvas - ch) / 2
+    for i, (name, suit) in enumerate(zip(cards, suits)):
+        x0 = f * (5 + i * _PAPER_STEP)
+        _card(draw, (x0, y0, x0 + cw, y0 + ch), name, suit)
     if scale > 1:
         image = image.resize((size, size), Image.Resampling.LANCZOS)
     return image
