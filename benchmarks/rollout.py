@@ -43,14 +43,9 @@ def load_benchmark_model(task_name: str, model_dir: Path | None):
     from gengap.models.loading import load_model
 
     if model_dir is None:
-        try:
-            from gengap.coldstart import cache_root, is_finished, resolve_recipe
+        from gengap.coldstart import cached
 
-            key = resolve_recipe(task_name, "text").key()
-            cached = cache_root() / "coldstart" / f"{task_name}-text-{key}"
-            model_dir = cached if is_finished(cached, key) else None
-        except Exception:  # no cold-start module or cache: use a random model
-            model_dir = None
+        model_dir = cached(task_name)
     if model_dir is not None:
         loaded = load_model(str(model_dir))
         return loaded.model, loaded.processor, f"checkpoint {model_dir}"
@@ -62,9 +57,9 @@ def load_benchmark_model(task_name: str, model_dir: Path | None):
 
 def task_prompts(task_name: str, count: int, seed: int = 0) -> tuple[list, int]:
     """Chat prompts of the task's train split (compact text style) and its max_new_tokens."""
-    from gengap.tasks.registry import get_task
+    from gengap.tasks.registry import build_task
 
-    task = get_task(task_name, modality="text", prompt_style="compact")
+    task = build_task(task_name, tiny=True)
     return [task.messages(task.sample("train", i, seed)) for i in range(count)], task.max_new_tokens
 
 

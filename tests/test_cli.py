@@ -23,36 +23,38 @@ def read(path: Path) -> list[dict]:
 
 def test_data_writes_the_documented_rows(tmp_path: Path) -> None:
     out = tmp_path / "gp.jsonl"
-    result = run("data", "generalpoints", "--split", "test-ood-rule", "--n", "5", "--seed", "3",
-                 "--out", out)
+    result = run("data", "--task", "generalpoints", "--split", "test-ood-rule", "--n", "5",
+                 "--seed", "3", "--out", out)
     assert result.exit_code == 0, result.output
     rows = read(out)
     assert len(rows) == 5
-    assert set(rows[0]) == {"id", "task", "split", "cards", "suits", "face_rule", "target",
-                            "modality", "prompt", "answer"}
+    assert set(rows[0]) == {"id", "task", "split", "index", "cards", "suits", "face_rule",
+                            "target", "modality", "prompt", "answer", "sft_target"}
+    assert [r["index"] for r in rows] == list(range(5))
     assert rows[0]["face_rule"] == "as11-13" and rows[0]["split"] == "test-ood-rule"
     assert rows[0]["prompt"][0]["role"] == "user"
     # Same arguments, same file.
     again = tmp_path / "again.jsonl"
-    run("data", "generalpoints", "--split", "test-ood-rule", "--n", "5", "--seed", "3",
+    run("data", "--task", "generalpoints", "--split", "test-ood-rule", "--n", "5", "--seed", "3",
         "--out", again)
     assert again.read_text() == out.read_text()
 
 
 def test_data_image_rows_point_to_pngs(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "vis.jsonl"
-    result = run("data", "generalpoints", "--split", "test-ood-visual", "--n", "2",
-                 "--modality", "image", "--prompt-style", "compact", "--out", out)
+    result = run("data", "--task", "generalpoints", "--split", "test-ood-visual", "--n", "2",
+                 "-O", "modality=image", "-O", "prompt_style=compact", "--out", out)
     assert result.exit_code == 0, result.output
     rows = read(out)
-    image = Image.open(out.parent / rows[0]["image"])
+    assert len(rows[0]["images"]) == 1
+    image = Image.open(out.parent / rows[0]["images"][0])
     assert image.size == (64, 64)
     assert set(rows[0]["suits"]) <= {"H", "D"}
 
 
 def test_score_round_trip(tmp_path: Path) -> None:
     data = tmp_path / "gp.jsonl"
-    run("data", "generalpoints", "--split", "train", "--n", "4", "--out", data)
+    run("data", "--task", "generalpoints", "--split", "train", "--n", "4", "--out", data)
     rows = read(data)
     completions = [rows[0]["answer"], "1+2", rows[2]["answer"] + ")", "hello"]
     scored_in = tmp_path / "in.jsonl"
@@ -116,12 +118,19 @@ def test_image_rows_need_suits(tmp_path: Path) -> None:
 
 
 def test_data_errors(tmp_path: Path) -> None:
-    result = run("data", "generalpoints", "--split", "nope", "--n", "2", "--out",
+    result = run("data", "--task", "generalpoints", "--split", "nope", "--n", "2", "--out",
                  tmp_path / "x.jsonl")
-    assert result.exit_code == 2 and "unknown split" in result.output
-    result = run("data", "generalpoints", "--split", "train", "--n", "2", "--out",
+    assert result.exit_code == 2 and "has no split 'nope'" in result.output
+    result = run("data", "--task", "generalpoints", "--split", "train", "--n", "2", "--out",
                  tmp_path / "x.csv")
     assert result.exit_code == 2 and ".jsonl" in result.output
+    result = run("data", "--task", "generalpoints", "-O", "modality=audio", "--split", "train",
+                 "--n", "2", "--out", tmp_path / "x.jsonl")
+    assert result.exit_code == 2 and "modality" in result.output and "text, image" in result.output
+    result = run("data", "--task", "generalpoints", "-O", "colour=red", "--split", "train",
+                 "--n", "2", "--out", tmp_path / "x.jsonl")
+    assert result.exit_code == 2 and "unknown key 'colour'" in result.output
+    assert "prompt_style" in result.output  # the valid options are listed
 
 
 def test_tasks_lists_generalpoints() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -36,6 +37,13 @@ REDUCED = {
 }
 
 
+def gp(modality: str = "text") -> Any:
+    """GeneralPoints as the tiny model sees it (compact prompts)."""
+    from gengap.tasks.registry import build_task
+
+    return build_task("generalpoints", {"modality": modality}, tiny=True)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GENGAP_CACHE", str(tmp_path / "cache"))
@@ -49,15 +57,16 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_recipe_overrides_merge_and_change_the_key() -> None:
-    base = resolve_recipe("generalpoints", "text")
-    same = resolve_recipe("generalpoints", "text")
+    base = resolve_recipe(gp())
+    same = resolve_recipe(gp())
     assert base.key() == same.key()
-    wider = resolve_recipe("generalpoints", "text", model={"hidden_size": 96})
+    wider = resolve_recipe(gp(), model={"hidden_size": 96})
     assert wider.model["hidden_size"] == 96 and wider.key() != base.key()
-    assert resolve_recipe("generalpoints", "text", seed=1).key() != base.key()
-    half = resolve_recipe("generalpoints", "text", steps_scale=0.5)
+    assert resolve_recipe(gp(), seed=1).key() != base.key()
+    half = resolve_recipe(gp(), steps_scale=0.5)
     assert [p.steps for p in half.phases] == [max(1, round(p.steps / 2)) for p in base.phases]
     assert base.task_options["prompt_style"] == "compact"
+    assert base.task_options["modality"] == "text"
 
 
 @pytest.mark.parametrize(
@@ -67,18 +76,20 @@ def test_recipe_overrides_merge_and_change_the_key() -> None:
         ({"phases": [{"name": "x", "steps": 1}]}, "bad cold-start phase"),
         ({"phases": [{"name": "x", "steps": 1, "batch_size": 2, "learning_rate": 1e-3,
                       "targets": "best"}]}, "targets must be"),
+        ({"task_options": {"modality": "image"}}, "unknown cold-start setting"),
     ],
 )
 def test_bad_recipes_are_input_errors(overrides: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
-        resolve_recipe("generalpoints", "text", **overrides)
+        resolve_recipe(gp(), **overrides)
 
 
-def test_unknown_task_or_modality_is_an_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="modality"):
-        coldstart("generalpoints", "audio")
+def test_unknown_task_or_target_variant_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown task"):
-        coldstart("nope", "text", tmp_path / "out", **REDUCED)
+        coldstart("nope", tmp_path / "out", **REDUCED)
+    with pytest.raises(InputError, match="targets must be one of"):
+        resolve_recipe(gp(), phases=[{"name": "x", "steps": 1, "batch_size": 2,
+                                      "learning_rate": 1e-3, "targets": "cards+"}])
 
 
 # -- training rows ---------------------------------------------------------------------------
@@ -90,7 +101,7 @@ def test_text_rows_match_the_chat_template_and_mask_the_prompt() -> None:
 
     task = get_task("generalpoints", modality="text", prompt_style="compact")
     tokenizer = build_tokenizer_and_processor("text")
-    rows = warmup_dataset(task, tokenizer, range(6), seed=0, targets="canonical")
+    rows = warmup_dataset(task, tokenizer, range(6), seed=0, targets="answer")
     for index, row in enumerate(rows):
         sample = task.sample("warmup", index, 0)
         conversation = [*task.messages(sample),
@@ -142,10 +153,10 @@ def test_vision_learning_rate_keeps_old_keys_and_splits_the_optimizer() -> None:
     from gengap.models.tiny import build_tiny
 
     plain = {"name": "p", "steps": 1, "batch_size": 2, "learning_rate": 1e-3}
-    old = resolve_recipe("generalpoints", "text", phases=[plain])
-    unset = resolve_recipe("generalpoints", "text",
+    old = resolve_recipe(gp(), phases=[plain])
+    unset = resolve_recipe(gp(),
                            phases=[{**plain, "vision_learning_rate": None}])
-    split = resolve_recipe("generalpoints", "text",
+    split = resolve_recipe(gp(),
                            phases=[{**plain, "vision_learning_rate": 1e-4}])
     assert old.key() == unset.key() != split.key()  # cached text cold starts stay valid
 
@@ -167,14 +178,14 @@ def test_vision_learning_rate_keeps_old_keys_and_splits_the_optimizer() -> None:
 def test_coldstart_is_deterministic_per_seed_and_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = coldstart("generalpoints", "text", **REDUCED)
+    first = coldstart(gp(), **REDUCED)
     assert (first / RECIPE_FILE).is_file() and (first / METADATA_FILE).is_file()
     meta = load_metadata(first)
     assert set(meta["quality"]) == {"test-id", "test-ood-rule"}
     assert meta["coldstart_key"] in first.name
 
-    again = coldstart("generalpoints", "text", tmp_path / "again", **REDUCED)
-    other = coldstart("generalpoints", "text", tmp_path / "other", seed=1, **REDUCED)
+    again = coldstart(gp(), tmp_path / "again", **REDUCED)
+    other = coldstart(gp(), tmp_path / "other", seed=1, **REDUCED)
     a, b, c = _weights(first), _weights(again), _weights(other)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
@@ -187,7 +198,7 @@ def test_coldstart_is_deterministic_per_seed_and_cached(
 
     monkeypatch.setattr(module, "_run", no_training)
     start = time.perf_counter()
-    assert coldstart("generalpoints", "text", **REDUCED) == first
+    assert coldstart(gp(), **REDUCED) == first
     assert time.perf_counter() - start < 1.0
 
     from gengap.models import load_model
@@ -199,7 +210,7 @@ def test_coldstart_is_deterministic_per_seed_and_cached(
 @pytest.mark.slow
 def test_image_coldstart_starts_from_the_text_decoder() -> None:
     image = coldstart(
-        "generalpoints", "image",
+        gp("image"),
         model={**SMALL, **SMALL_VISION},
         phases=[{"name": "recognise", "steps": 2, "batch_size": 4, "learning_rate": 1e-3,
                  "targets": "cards", "vision_learning_rate": 3e-4},
@@ -216,4 +227,5 @@ def test_image_coldstart_starts_from_the_text_decoder() -> None:
     from gengap.models import load_model
 
     loaded = load_model(str(image), modality="image")
+    assert meta["coldstart_key"] in image.name
     assert loaded.is_vlm and type(loaded.processor).__name__ == "LlavaProcessor"

@@ -130,14 +130,16 @@ def test_image_output_decodes_to_pil(image_run, tmp_path, suffix):
     data = load_curated(out)
     task = get_task("generalpoints", modality="image", prompt_style="compact")
     row = data[0]
-    assert row["image"].size == task.image(task.sample("train", row["index"], 0)).size
+    expected = task.images(task.sample("train", row["index"], 0))
+    assert [im.size for im in row["images"]] == [im.size for im in expected]
+    assert list(row["images"][0].getdata()) == list(expected[0].getdata())
     assert row["prompt"][0]["content"][0]["type"] == "image"
     if suffix == ".parquet":
         import datasets
 
         # Parquet needs no helper: the Image feature travels in the file.
         plain = datasets.load_dataset("parquet", data_files=str(out), split="train")
-        assert plain[0]["image"].size == row["image"].size
+        assert plain[0]["images"][0].size == row["images"][0].size
 
 
 def _train_two_steps(dataset, model, processor, tmp_path):

@@ -298,7 +298,8 @@ def fake_engine(monkeypatch):
     """Route the CLI's model loading to the fake engine (no model, no hub)."""
     import gengap.difficulty.estimate as estimate
 
-    monkeypatch.setattr(estimate, "load_sampler", fake_factory())
+    factory = fake_factory()
+    monkeypatch.setattr(estimate, "load_sampler", lambda config, task, device: factory(config, task))
 
 
 def _cli(*args: str):
@@ -311,7 +312,7 @@ def _cli(*args: str):
 
 def test_cli_difficulty_resume_refusal_and_report(tmp_path, fake_engine):
     common = ["difficulty", "--model", "fake", "--task", "generalpoints", "--n", "24",
-              "--k", "4", "--prompt-style", "compact", "--out", str(tmp_path), "--chunk-size",
+              "--k", "4", "-O", "prompt_style=compact", "--out", str(tmp_path), "--chunk-size",
               "8", "--no-progress", "--store-generations"]
     result = _cli(*common)
     assert result.exit_code == 0, result.output
@@ -434,7 +435,7 @@ def test_cli_sigkill_resume_with_a_real_checkpoint(tmp_path):
 
     def cli(out: Path) -> list[str]:
         return [sys.executable, "-m", "gengap.cli", "difficulty", "--model", str(checkpoint),
-                "--task", "generalpoints", "--prompt-style", "compact", "--n", "32", "--k", "4",
+                "--task", "generalpoints", "-O", "prompt_style=compact", "--n", "32", "--k", "4",
                 "--max-new-tokens", "16", "--chunk-size", "4", "--store-generations",
                 "--no-progress", "--out", str(out)]
 

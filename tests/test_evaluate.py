@@ -105,15 +105,19 @@ def test_resume_after_a_crash_gives_the_same_results(tmp_path: Path, scripted, m
     scripted(ScriptedSampler(crash_after=3))
     with pytest.raises(RuntimeError):
         ev.evaluate(config(verify_iters=2), crashed, loaded=loaded(), progress=False)
-    partial = (crashed / "samples.jsonl").read_text().splitlines()
-    assert 0 < len(partial) < 80
-    with (crashed / "samples.jsonl").open("a") as f:
-        f.write('{"key": "torn li')  # a crash mid-line
+    parts = sorted((crashed / "parts").glob("part-*.jsonl"))
+    partial = [line for p in parts for line in p.read_text().splitlines()]
+    assert 0 < len(partial) < 80 and not (crashed / "samples.jsonl").exists()
+    # A kill mid-write leaves only a temporary beside the parts, never a torn part.
+    (crashed / "parts" / ".part-00009.jsonl.x.tmp").write_text('{"id": "torn li')
     sampler = scripted(ScriptedSampler())
     resumed = ev.evaluate(config(verify_iters=2), crashed, loaded=loaded(), progress=False)
     assert resumed["results"] == full["results"]
-    keys = [json.loads(x)["key"] for x in (crashed / "samples.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (crashed / "samples.jsonl").read_text().splitlines()]
+    keys = [(r["split"], r["id"]) for r in rows]
     assert len(keys) == len(set(keys)) == 80  # none lost, none counted twice
+    assert (crashed / "samples.jsonl").read_text() == (clean / "samples.jsonl").read_text()
+    assert not list((crashed / "parts").glob(".*.tmp"))
     assert sampler.calls < clean_sampler.calls  # finished chunks were not sampled again
 
 
@@ -125,10 +129,22 @@ def test_changed_settings_in_the_same_directory_are_refused(tmp_path: Path, scri
 
 
 def test_bad_split_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="only for the image modality"):
+    with pytest.raises(InputError, match="has no split 'test-ood-visual'"):
         ev.evaluate(config(splits=["test-ood-visual"]), tmp_path, loaded=loaded())
-    with pytest.raises(InputError, match="unknown split"):
+    with pytest.raises(InputError, match="has no split 'dev'"):
         ev.evaluate(config(splits=["dev"]), tmp_path, loaded=loaded())
+    with pytest.raises(InputError, match="no splits to evaluate"):
+        ev.evaluate(config(splits=[]), tmp_path, loaded=loaded())
+    assert not (tmp_path / "eval.json").exists()  # nothing claimed for a refused run
+
+
+def test_a_failed_start_does_not_block_the_corrected_rerun(tmp_path: Path, scripted) -> None:
+    """A run that failed before its first result (e.g. a bad model) leaves no lock-in."""
+    with pytest.raises(InputError):
+        ev.evaluate(config(n=4, model="no/such/model/dir"), tmp_path, progress=False)
+    scripted(ScriptedSampler())
+    payload = ev.evaluate(config(n=4), tmp_path, loaded=loaded(), progress=False)
+    assert payload["results"]["test-id"]["n"] == 4
 
 
 def test_table_shows_first_attempt_recognition() -> None:
@@ -136,8 +152,8 @@ def test_table_shows_first_attempt_recognition() -> None:
     from gengap.evaluate import format_table
 
     row = {"success": 0.5, "success_stderr": 0.03, "first_attempt_success": 0.5, "n": 234,
-           "recognition": 0.38, "recognition_first_attempt": 1.0}
+           "recognition_all_attempts": 0.38, "recognition": 1.0}
     table = format_table({"test-id": row})
     assert "100.0%" in table and "38.0%" not in table
     text_only = {k: v for k, v in row.items() if not k.startswith("recognition")}
-    assert format_table({"test-id": text_only}).splitlines()[1].split()[-2] == "-"
+    assert "recognition" not in format_table({"test-id": text_only})  # no metric, no column

@@ -127,11 +127,11 @@ def test_hold_out_keeps_test_hands_out_of_train() -> None:
 
 
 def test_bad_split_and_options_are_clear_errors() -> None:
-    with pytest.raises(InputError, match="unknown split"):
+    with pytest.raises(InputError, match="has no split 'valid'"):
         get_task("generalpoints").sample("valid", 0, 0)
     with pytest.raises(InputError, match="only for the image modality"):
         get_task("generalpoints").sample("test-ood-visual", 0, 0)
-    with pytest.raises(InputError, match="unknown modality"):
+    with pytest.raises(InputError, match="'modality' must be one of text, image"):
         get_task("generalpoints", modality="audio")
     with pytest.raises(InputError, match="unknown task"):
         get_task("go")

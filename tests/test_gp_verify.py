@@ -99,10 +99,10 @@ def test_image_variant_checks_recognised_cards_first() -> None:
     good = '{"cards": ["4", "3", "2", "K"], "number": [4, 3, 2, 10], "formula": "4*3+2+10=24"}'
     wrong = '{"cards": ["4", "3", "2", "Q"], "number": [4, 3, 2, 10], "formula": "4*3+2+10=24"}'
     v = score(good, true_cards=cards)
-    assert (v.reward, v.info["recognised"]) == (5.0, True)
+    assert (v.reward, v.metrics["recognition"]) == (5.0, 1.0)
     v = score(wrong, true_cards=cards)
-    assert (v.reward, v.feedback, v.info["recognised"]) == (
-        -1.5, "you recognized wrong cards.", False)
+    assert (v.reward, v.feedback, v.metrics["recognition"]) == (
+        -1.5, "you recognized wrong cards.", 0.0)
     # Order does not matter: the study compares multisets.
     assert score("K,2,3,4|4*3+2+10", true_cards=cards).reward == 5.0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -137,7 +138,7 @@ def test_load_model_explains_bad_specs(tmp_path: Path) -> None:
         load_model(str(tmp_path))
     with pytest.raises(InputError, match="neither"):
         load_model(str(tmp_path / "missing" / "dir"))
-    with pytest.raises(InputError, match="task name"):
+    with pytest.raises(InputError, match="a task is needed"):
         load_model("tiny")
 
 
@@ -162,7 +163,8 @@ def test_load_tiny_uses_the_cold_start_cache(monkeypatch: pytest.MonkeyPatch,
 
     calls: list[tuple[str, str]] = []
 
-    def fake_coldstart(task_name: str, modality: str = "text", **_: object) -> Path:
+    def fake_coldstart(task: Any, **_: object) -> Path:
+        task_name, modality = task.name, task.modality
         calls.append((task_name, modality))
         out = tmp_path / f"{task_name}-{modality}"
         if not out.exists():
@@ -172,7 +174,9 @@ def test_load_tiny_uses_the_cold_start_cache(monkeypatch: pytest.MonkeyPatch,
         return out
 
     monkeypatch.setattr(gengap.coldstart, "coldstart", fake_coldstart)
-    loaded = load_model("tiny", task_name="generalpoints", modality="text")
+    from gengap.tasks import build_task
+
+    loaded = load_model("tiny", task=build_task("generalpoints", tiny=True))
     assert calls == [("generalpoints", "text")]
     assert Path(loaded.path) == tmp_path / "generalpoints-text" and loaded.spec == "tiny"
 

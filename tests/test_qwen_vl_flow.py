@@ -44,7 +44,7 @@ def _sft_file(path: Path) -> Path:
     images.mkdir()
     for i in range(8):
         sample = task.sample("train", i, 0)
-        task.image(sample).save(images / f"{i}.png")
+        task.images(sample)[0].save(images / f"{i}.png")
         rows.append({"prompt": task.messages(sample),
                      "completion": [{"role": "assistant", "content": task.target(sample)}],
                      "image": f"images/{i}.png", "id": sample.id, "index": i,
@@ -62,7 +62,7 @@ def test_qwen2_5_vl_trains_with_sft_and_grpo(checkpoint: Path, tmp_path: Path) -
 
     before = load_file(str(checkpoint / "model.safetensors"))
     common = {"model": str(checkpoint), "steps": 2, "batch_size": 4, "learning_rate": 1e-2,
-              "task_options": OPTIONS, "save_every": 2, "eval_every": 0}
+              "task": "generalpoints", "task_options": OPTIONS, "save_every": 2, "eval_every": 0}
     sft = train_sft(SFTRecipe(out=str(tmp_path / "sft"), data=str(_sft_file(tmp_path / "d.jsonl")),
                               grad_norm_every=0, max_length=None, **common))
     grpo = train_grpo(GRPORecipe(out=str(tmp_path / "grpo"), n_prompts=8, num_generations=4,

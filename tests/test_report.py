@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gengap.arms import arm_specs
 from gengap.report import write_report
 from gengap.report.claims import evaluate_claims
 from gengap.report.collect import load_study
@@ -29,12 +30,25 @@ def write_run(root: Path, arm: str, seed: int, finals: dict[str, float], seconds
             + "\n" for s in (0, 10) for b, g in (("easy", 1.0), ("medium", 2.0), ("hard", 5.0))))
 
 
+def write_plan(root: Path, modality: str = "text", arms=None) -> None:
+    """plan.json as the study writes it: split roles, arms as data."""
+    arms = arms or ["sft-all", "sft-e", "sft-m", "sft-h", "sft-em", "grpo"]
+    (root / "plan.json").write_text(json.dumps({
+        "preset": "unit",
+        "task": {"name": "generalpoints", "modality": modality, "splits": {
+            "test-id": {"name": "test-id", "role": "test"},
+            "test-ood-rule": {"name": "test-ood-rule", "role": "ood", "axis": "rule"}},
+            "references": {}},
+        "eval_splits": SPLITS, "arms": arm_specs(arms, [0.05])}))
+
+
 def make_study(root: Path, *, seeds=(0, 1, 2)) -> None:
     root.mkdir(parents=True, exist_ok=True)
     config = {"task": "generalpoints", "eval_splits": SPLITS, "seeds": list(seeds),
-              "arms": ["init", "sft-all", "sft-e", "sft-m", "sft-h", "sft-em", "grpo"],
+              "arms": ["sft-all", "sft-e", "sft-m", "sft-h", "sft-em", "grpo"],
               "steps": 20, "batch_size": 8, "eval_n": 100}
-    (root / "study.json").write_text(json.dumps({"preset": "unit", "config": config}))
+    (root / "study.json").write_text(json.dumps({"fingerprint": "x", "config": config}))
+    write_plan(root)
     (root / "difficulty").mkdir()
     (root / "difficulty" / "summary.json").write_text(json.dumps({
         "n": 100, "k": 8, "buckets": {"easy": 30, "medium": 50, "hard": 20},
@@ -97,6 +111,7 @@ def test_report_tables_and_figures(tmp_path: Path) -> None:
 
 def test_partial_study_still_reports(tmp_path: Path) -> None:
     (tmp_path / "study.json").write_text(json.dumps({"config": {"eval_splits": SPLITS}}))
+    write_plan(tmp_path)
     write_run(tmp_path, "init", 0, {"test-id": 0.4, "test-ood-rule": 0.1})
     text = write_report(tmp_path).read_text()
     assert "not measured in this run" in text
@@ -109,9 +124,7 @@ def test_partial_study_still_reports(tmp_path: Path) -> None:
 
 def test_report_names_modality_and_skipped_arms(tmp_path: Path) -> None:
     make_study(tmp_path)
-    meta = json.loads((tmp_path / "study.json").read_text())
-    meta["config"]["task_options"] = {"modality": "image"}
-    (tmp_path / "study.json").write_text(json.dumps(meta))
+    write_plan(tmp_path, modality="image")
     (tmp_path / "data").mkdir()
     why = "EM+hard:0.15 needs 31 hard samples, the run has 23"
     (tmp_path / "data" / "skipped.json").write_text(json.dumps({"sft-em-hard15": why}))

@@ -91,7 +91,7 @@ def test_filtered_grpo_arm_reads_the_difficulty_run(tmp_path: Path) -> None:
 
 
 def test_hard_share_inverts_hard_arm() -> None:
-    from gengap.study import hard_arm, hard_share
+    from gengap.arms import hard_arm, hard_share
 
     for ratio in (0.05, 0.1, 0.15, 0.3):
         assert hard_share(hard_arm(ratio)) == ratio

@@ -19,7 +19,8 @@ from gengap.train import GRPORecipe, SFTRecipe, train_grpo, train_sft
 from gengap.train.grpo import difficulty_filter, grpo_flops, make_reward
 from gengap.train.sweep import pick_lr, validation_indices
 
-TASK_OPTIONS = ["task_options.modality=text", "task_options.prompt_style=compact"]
+TASK_OPTIONS = ["task=generalpoints", "task_options.modality=text",
+                "task_options.prompt_style=compact"]
 BUCKETS = ("easy", "medium", "hard")
 
 
@@ -113,16 +114,20 @@ def completion_loss(model_dir: Path, data: Path) -> float:
 # Fast pieces
 
 
-def test_reward_rebuilds_the_sample_and_scores_it(task: Any) -> None:
+def test_reward_finds_the_sample_and_scores_it(task: Any) -> None:
+    from gengap.train.grpo import INDEX_COLUMN, prompt_rows
+
     samples = [task.sample("train", i, 0) for i in range(2)]
-    rows = [task.row(s) for s in samples]
-    keys = list(rows[0])
-    columns = {k: [r[k] for r in rows] for k in keys}
+    rows = prompt_rows(task, samples)
+    # Trainer rows hold TRL's columns and one key, never the task's fields: a task whose
+    # samples carry a `prompt` field cannot collide with TRL's `prompt` column.
+    assert set(rows[0]) == {"prompt", INDEX_COLUMN}
+    columns = {INDEX_COLUMN: [r[INDEX_COLUMN] for r in rows]}
     metrics: dict[str, float] = {}
     completions = [[{"role": "assistant", "content": task.target(samples[0])}],
                    [{"role": "assistant", "content": "nonsense"}]]
-    shaped = make_reward(task, keys, "shaped")
-    binary = make_reward(task, keys, "binary")
+    shaped = make_reward(task, samples, "shaped")
+    binary = make_reward(task, samples, "binary")
     got = shaped(prompts=[None, None], completions=completions,
                  log_metric=metrics.__setitem__, **columns)
     assert got == [task.verify(samples[0], task.target(samples[0])).reward,
@@ -131,7 +136,7 @@ def test_reward_rebuilds_the_sample_and_scores_it(task: Any) -> None:
     assert binary(prompts=[None, None], completions=completions, **columns) == [1.0, 0.0]
     assert shaped.__name__ == "generalpoints_shaped"
     with pytest.raises(InputError):
-        make_reward(task, keys, "dense")
+        make_reward(task, samples, "dense")
 
 
 def write_difficulty_run(path: Path, rates: dict[int, float], **config: Any) -> Path:
@@ -167,13 +172,14 @@ def test_flops_estimates() -> None:
     assert grpo_flops(10, no_kl)(100) == {"generation": 2000.0, "training": 4000.0}
 
 
-def test_validation_prompts_never_overlap_training(tmp_path: Path, sft_data: Path) -> None:
+def test_validation_prompts_never_overlap_training(tmp_path: Path, sft_data: Path,
+                                                   task: Any) -> None:
     grpo = load_recipe(GRPORecipe, None, ["n_prompts=50"], model="tiny", out="x")
-    assert validation_indices(grpo, 10, None) == ("train", 0, range(50, 60))
+    assert validation_indices(grpo, 10, None, task) == ("train", 0, range(50, 60))
     with pytest.raises(InputError, match="overlaps"):
-        validation_indices(grpo, 10, 40)
+        validation_indices(grpo, 10, 40, task)
     sft = load_recipe(SFTRecipe, None, [], model="tiny", out="x", data=str(sft_data))
-    assert validation_indices(sft, 5, None) == ("train", 0, range(24, 29))
+    assert validation_indices(sft, 5, None, task) == ("train", 0, range(24, 29))
 
 
 def test_a_run_dir_with_another_recipe_is_refused(tmp_path: Path, tiny: Path,
@@ -333,13 +339,13 @@ def test_image_task_sft_and_grpo(tmp_path: Path) -> None:
     with (tmp_path / "data.jsonl").open("w") as f:
         for i in range(12):
             sample = task.sample("train", i, 0)
-            task.image(sample).save(tmp_path / "images" / f"{i}.png")
+            task.images(sample)[0].save(tmp_path / "images" / f"{i}.png")
             f.write(json.dumps({
                 "id": sample.id, "index": i, "prompt": task.messages(sample),
                 "completion": [{"role": "assistant", "content": task.target(sample)}],
                 "bucket": BUCKETS[i % 3], "image": f"images/{i}.png"}) + "\n")
-    options = ["task_options.modality=image", "task_options.prompt_style=compact",
-               "eval_every=0", "save_every=2"]
+    options = ["task=generalpoints", "task_options.modality=image",
+               "task_options.prompt_style=compact", "eval_every=0", "save_every=2"]
     sft = train_sft(load_recipe(
         SFTRecipe, None, [*options, "grad_norm_every=2", "grad_norm_probe=2"],
         model=str(tmp_path / "tiny"), data=str(tmp_path / "data.jsonl"),

@@ -1,5 +1,13 @@
 """The `gengap` command line: each command is a thin call into a module.
 
+One syntax everywhere:
+
+- a task is ``--task NAME`` (a built-in, a plugin, or ``module:Class`` / ``file.py:Class``)
+  with ``-O/--task-option key=value`` (repeatable), typed by the task's config dataclass;
+- recipes and presets take trailing ``key=value`` words (dotted keys set one entry of a
+  mapping: ``task_options.modality=image``);
+- ``--device auto`` (CUDA when visible, else CPU) on every command that runs a model.
+
 Bad input (an `InputError`) prints what is wrong, where and how to fix it, and exits with code 2.
 """
 
@@ -25,8 +33,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Generate task datasets as JSONL.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
 train_app = typer.Typer(help="Train one arm with TRL (SFT or GRPO) from a YAML recipe.",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -50,55 +56,107 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# -- shared options ------------------------------------------------------------------------
+
+TaskName = Annotated[str, typer.Option(
+    "--task", help="Task: a name from `gengap tasks`, or module:Class / file.py:Class.")]
+TaskOptions = Annotated[list[str] | None, typer.Option(
+    "--task-option", "-O", help="Task option key=value (repeatable); see `gengap tasks --task "
+    "NAME`.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when visible, else CPU), cpu, cuda[:N].")]
+ModelSpec = Annotated[str, typer.Option(
+    help="'tiny' (the embedded default, cold-started per task) or a checkpoint directory.")]
+Overrides = Annotated[list[str] | None, typer.Argument(
+    help="key=value overrides, e.g. learning_rate=3e-5 task_options.modality=image",
+    show_default=False)]
+
+
+def _task(name: str, words: list[str] | None, *, model: str | None = None) -> Any:
+    """Build the task the command names; the tiny model gets the task's tiny options."""
+    from gengap.tasks.registry import build_task
+
+    return build_task(name, words=words or [], tiny=model == "tiny")
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+# -- tasks and data ------------------------------------------------------------------------
+
+
 @app.command("tasks")
 @friendly_errors
-def tasks_command() -> None:
-    """List the tasks with their splits and variants."""
-    from gengap.tasks.registry import TASKS
-
-    table = Table(title="gengap tasks")
-    for column in ("task", "splits", "variants", "verify iters"):
-        table.add_column(column)
-    for name, factory in TASKS.items():
-        task = factory()
-        variants = "\n".join(f"{k}: {', '.join(v)}" for k, v in task.variants.items())
-        table.add_row(name, "\n".join(task.splits), variants, str(task.default_verify_iters))
-    Console().print(table)
-
-
-@data_app.command("generalpoints")
-@friendly_errors
-def data_generalpoints(
-    split: Annotated[
-        str, typer.Option(help="warmup, train, test-id, test-ood-rule or test-ood-visual")
-    ],
-    n: Annotated[int, typer.Option(help="Number of samples.", min=1)],
-    out: Annotated[Path, typer.Option(help="Output JSONL file (images go beside it).")],
-    seed: Annotated[int, typer.Option(help="Seed of the split's random stream.")] = 0,
-    modality: Annotated[str, typer.Option(help="text or image")] = "text",
-    prompt_style: Annotated[str, typer.Option(help="paper (the study's) or compact")] = "paper",
-    target: Annotated[int, typer.Option(help="The number to reach.")] = 24,
-    image_size: Annotated[int | None, typer.Option(help="Image side in px.")] = None,
-    hold_out_test_hands: Annotated[
-        bool, typer.Option(help="Keep test-id hands out of train (off in the study).")
-    ] = False,
+def tasks_command(
+    task: Annotated[str | None, typer.Option(help="Show one task's options and splits.")] = None,
+    task_option: TaskOptions = None,
 ) -> None:
-    """Generate a GeneralPoints split as JSONL (one row per sample; PNGs beside it)."""
-    from gengap.tasks.generalpoints.export import export_split
+    """List the tasks, their splits (by role) and their options."""
+    from gengap.tasks.registry import known_tasks, option_docs, task_class
 
-    written = export_split(
-        split=split, n=n, seed=seed, out=out, modality=modality, prompt_style=prompt_style,
-        target=target, image_size=image_size, hold_out_test_hands=hold_out_test_hands,
-    )
+    out = Console()
+    names = [task] if task else known_tasks()
+    for name in names:
+        try:
+            cls = task_class(name)
+        except InputError as exc:
+            if task:
+                raise
+            out.print(Text(f"{name}", style="bold") + Text(f"  (unavailable: {exc.message})"))
+            continue
+        out.print(Text(f"{name}", style="bold") + Text(f"  {cls.description}"))
+        try:
+            built = _task(name, task_option if task else None)
+        except InputError as exc:  # e.g. a dataset task needs its path
+            built = None
+            reason = exc.message
+        table = Table(show_header=True, box=None, pad_edge=False)
+        for column in ("split", "role", "size", "axis", "about"):
+            table.add_column(column)
+        if built is not None:
+            for s in built.splits.values():
+                table.add_row(s.name, s.role, str(s.size) if s.size else "generated",
+                              s.axis or "", s.description)
+            out.print(table)
+        else:
+            out.print(f"  splits depend on its options ({reason})")
+        options = Table(show_header=True, box=None, pad_edge=False)
+        for column in ("option", "default", "what"):
+            options.add_column(column)
+        for option, help_, default in option_docs(cls):
+            options.add_row(f"-O {option}=", repr(default), help_)
+        out.print(options)
+        out.print("")
+
+
+@app.command("data")
+@friendly_errors
+def data_command(
+    task: TaskName,
+    split: Annotated[str, typer.Option(help="Split name (see `gengap tasks`).")],
+    out: Annotated[Path, typer.Option(help="Output JSONL file (images go beside it).")],
+    n: Annotated[int | None, typer.Option(help="Samples (default: a finite split whole).")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split's samples.")] = 0,
+    task_option: TaskOptions = None,
+) -> None:
+    """Write a task's split as JSONL: one row per sample (PNG images beside it)."""
+    from gengap.export import export_split
+
+    built = _task(task, task_option)
+    written = export_split(built, split, n, seed, out)
     console.print(f"wrote {written} samples to {out}")
 
 
 @app.command("score")
 @friendly_errors
 def score_command(
-    task: Annotated[str, typer.Option(help="Task name (see `gengap tasks`).")],
+    task: TaskName,
     input: Annotated[Path, typer.Option("--input", help="JSONL rows with a `completion`.")],
     output: Annotated[Path, typer.Option(help="JSONL: input rows + reward, correct, feedback.")],
+    task_option: TaskOptions = None,
     skip_bad: Annotated[
         bool, typer.Option(help="Count and skip bad rows instead of stopping.")
     ] = False,
@@ -106,7 +164,7 @@ def score_command(
     """Score completions with the task's verifier."""
     from gengap.scoring import score_file
 
-    stats = score_file(task, input, output, skip_bad=skip_bad)
+    stats = score_file(_task(task, task_option), input, output, skip_bad=skip_bad)
     console.print(
         f"scored {stats.scored} rows -> {output}: {stats.correct} correct "
         f"({stats.accuracy:.1%}), mean reward {stats.mean_reward:+.3f}"
@@ -116,113 +174,98 @@ def score_command(
         console.print(f"  skipped line {line}: {reason}", highlight=False)
 
 
-@app.command("eval")
-@friendly_errors
-def eval_command(
-    model: Annotated[str, typer.Option(help="'tiny' (the embedded default) or a checkpoint.")],
-    task: Annotated[str, typer.Option(help="Task name (see `gengap tasks`).")],
-    splits: Annotated[str, typer.Option(help="Comma-separated, e.g. test-id,test-ood-rule")],
-    out: Annotated[Path, typer.Option(help="Directory for results.json and samples.jsonl.")],
-    n: Annotated[int, typer.Option(help="Episodes per split.", min=1)] = 234,
-    verify_iters: Annotated[
-        int | None, typer.Option(help="Attempts per episode (default: the task's).", min=1)
-    ] = None,
-    temperature: Annotated[float, typer.Option(help="0 = greedy.", min=0)] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of the splits and of sampling.")] = 0,
-    modality: Annotated[str, typer.Option(help="text or image")] = "text",
-    prompt_style: Annotated[
-        str | None, typer.Option(help="paper or compact (default: compact for tiny)")
-    ] = None,
-    backend: Annotated[str, typer.Option(help="hf or vllm")] = "hf",
-) -> None:
-    """Evaluate a model on ID / OOD splits: results.json + samples.jsonl."""
-    from gengap.evaluate import EvalConfig, evaluate, format_table
-
-    style = prompt_style or ("compact" if model == "tiny" else "paper")
-    config = EvalConfig(
-        model=model, task=task, splits=[s.strip() for s in splits.split(",") if s.strip()],
-        n=n, verify_iters=verify_iters, temperature=temperature, seed=seed, backend=backend,
-        task_options={"modality": modality, "prompt_style": style},
-    )
-    payload = evaluate(config, out)
-    Console().print(format_table(payload["results"]), highlight=False)
-    console.print(f"results in {out / 'results.json'}")
-
-
-def _task_options(modality: str, prompt_style: str, extra: list[str] | None) -> dict[str, Any]:
-    """--modality/--prompt-style plus repeated --task-option key=value (JSON values allowed)."""
-    import json
-
-    options: dict[str, Any] = {"modality": modality, "prompt_style": prompt_style}
-    for item in extra or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"expected key=value, got {item!r}", where="--task-option")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value  # a bare string such as layout=grid
-    return options
+# -- models: cold start, evaluation, difficulty ----------------------------------------------
 
 
 @app.command("coldstart")
 @friendly_errors
 def coldstart_command(
-    task: Annotated[str, typer.Option(help="Task name (see `gengap tasks`).")],
+    task: TaskName,
+    overrides: Overrides = None,
+    task_option: TaskOptions = None,
     out: Annotated[
         Path | None, typer.Option(help="Checkpoint directory (default: the gengap cache).")
     ] = None,
-    modality: Annotated[str, typer.Option(help="text or image")] = "text",
     seed: Annotated[int, typer.Option(help="Seed of the warmup stream and the weights.")] = 0,
     force: Annotated[bool, typer.Option(help="Retrain even if cached.")] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Recipe override key=JSON, e.g. steps_scale=0.5 or "
-                     "model='{\"hidden_size\": 96}'. Repeatable."),
-    ] = None,
 ) -> None:
-    """Cold-start the embedded tiny model for a task (cached by a hash of its recipe)."""
+    """Cold-start the embedded tiny model for a task (cached by a hash of its recipe).
+
+    Recipe overrides: steps_scale=0.5, model={hidden_size: 96}, phases=[...], eval_n=0.
+    """
     import json
 
-    from gengap.coldstart import coldstart, load_metadata
+    import yaml
 
-    overrides: dict[str, Any] = {}
-    for item in set_ or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"expected key=value, got {item!r}", where="--set")
+    from gengap.coldstart import coldstart, load_metadata
+    from gengap.config import parse_overrides
+
+    recipe: dict[str, Any] = {}
+    for key, value in parse_overrides(overrides or []).items():
         try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            raise InputError(f"value of {key!r} is not JSON: {value!r}", where="--set",
-                             hint="quote strings: key='\"text\"'") from None
-    path = coldstart(task, modality, out, seed, force=force, **overrides)
+            recipe[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise InputError(f"value of {key!r} is not valid YAML: {exc}",
+                             where=f"override {key}={value}") from None
+    path = coldstart(_task(task, task_option, model="tiny"), out, seed, force=force, **recipe)
     meta = load_metadata(path)
     console.print(f"cold-started checkpoint: {path}")
     summary = {k: meta.get(k) for k in ("parameters", "train_seconds", "quality")}
     console.print(json.dumps(summary, indent=1), highlight=False)
 
 
+@app.command("eval")
+@friendly_errors
+def eval_command(
+    model: ModelSpec,
+    task: TaskName,
+    out: Annotated[Path, typer.Option(help="Directory for results.json and samples.jsonl.")],
+    task_option: TaskOptions = None,
+    splits: Annotated[
+        str | None, typer.Option(help="Comma-separated splits (default: every test and OOD "
+                                      "split).")
+    ] = None,
+    n: Annotated[int | None, typer.Option(
+        help="Episodes per split (default: a finite split whole, else 234).")] = None,
+    verify_iters: Annotated[
+        int | None, typer.Option(help="Attempts per episode (default: the task's).", min=1)
+    ] = None,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.", min=0)] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the splits and of sampling.")] = 0,
+    backend: Annotated[str, typer.Option(help="hf or vllm")] = "hf",
+    device: Device = "auto",
+) -> None:
+    """Evaluate a model on ID / OOD splits: results.json + samples.jsonl."""
+    from gengap.evaluate import EvalConfig, evaluate, format_table
+
+    built = _task(task, task_option, model=model)
+    config = EvalConfig(
+        model=model, task=task, splits=_split_list(splits), n=n, verify_iters=verify_iters,
+        temperature=temperature, seed=seed, backend=backend, task_options=built.options,
+    )
+    payload = evaluate(config, out, device=device)
+    Console().print(format_table(payload["results"]), highlight=False)
+    console.print(f"results in {out / 'results.json'}")
+
+
 @app.command("difficulty")
 @friendly_errors
 def difficulty_command(
-    model: Annotated[str, typer.Option(help="'tiny' (the embedded default) or a checkpoint.")],
-    task: Annotated[str, typer.Option(help="Task name (see `gengap tasks`).")],
+    model: ModelSpec,
+    task: TaskName,
     out: Annotated[Path, typer.Option(help="Run directory (resumes if it holds this run).")],
-    split: Annotated[str, typer.Option(help="Split to estimate.")] = "train",
-    n: Annotated[int, typer.Option(help="Samples (indices 0..n-1 of the split).", min=1)] = 2000,
+    task_option: TaskOptions = None,
+    split: Annotated[str | None, typer.Option(help="Split to rate (default: the train split).")]
+    = None,
+    n: Annotated[int | None, typer.Option(
+        help="Samples: indices 0..n-1 (default: a finite split whole, else 2000).")] = None,
     k: Annotated[int, typer.Option(help="Rollouts per sample.", min=1)] = 8,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     data_seed: Annotated[
         int, typer.Option(help="Seed of the split's samples (match the training set's).")
     ] = 0,
-    modality: Annotated[str, typer.Option(help="text or image")] = "text",
-    prompt_style: Annotated[
-        str | None, typer.Option(help="paper or compact (default: compact for tiny)")
-    ] = None,
-    task_option: Annotated[
-        list[str] | None, typer.Option(help="Other task options, key=value (repeatable).")
-    ] = None,
+    verify_iters: Annotated[int, typer.Option(
+        help="Attempts per episode (1 = single-shot pass rate, as DC-SFT).", min=1)] = 1,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.", min=0)] = 0.9,
     top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Top-k (0 = off).", min=0)] = 50,
@@ -237,6 +280,7 @@ def difficulty_command(
     store_generations: Annotated[bool, typer.Option(help="Keep the rollouts' text.")] = False,
     format: Annotated[str, typer.Option(help="parquet or jsonl")] = "parquet",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    device: Device = "auto",
 ) -> None:
     """Estimate per-sample difficulty (k rollouts -> pass rate -> easy/medium/hard); resumable."""
     from gengap.difficulty.estimate import (
@@ -246,15 +290,17 @@ def difficulty_command(
         format_summary,
     )
 
-    style = prompt_style or ("compact" if model == "tiny" else "paper")
+    built = _task(task, task_option, model=model)
+    split = split or built.split_for("train")
     config = DifficultyConfig(
-        model=model, task=task, split=split, n=n, k=k, seed=seed, data_seed=data_seed,
-        task_options=_task_options(modality, style, task_option), temperature=temperature,
+        model=model, task=task, split=split, n=built.count(split, n, default=2000), k=k,
+        seed=seed, data_seed=data_seed, task_options=built.options, temperature=temperature,
         top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, backend=backend,
-        store_generations=store_generations, format=format,
+        store_generations=store_generations, format=format, verify_iters=verify_iters,
     )
     result = estimate_difficulty(
-        config, out, shard=ShardSpec.parse(shard), chunk_size=chunk_size, progress=progress
+        config, out, shard=ShardSpec.parse(shard), chunk_size=chunk_size, progress=progress,
+        task=built, device=device,
     )
     if result.summary is not None:
         Console().print(format_summary(result.summary), highlight=False)
@@ -306,16 +352,22 @@ def difficulty_report_command(
     console.print(f"report in {path}")
 
 
-Overrides = Annotated[
-    list[str] | None,
-    typer.Argument(help="key=value recipe overrides, e.g. learning_rate=3e-5 "
-                   "task_options.prompt_style=compact", show_default=False),
-]
+# -- training ---------------------------------------------------------------------------------
+
 RecipeFile = Annotated[Path | None, typer.Option(
     "--config", help="YAML recipe file, or a shipped recipe's name (sft-tiny, grpo-tiny, ...).")]
 ReportTo = Annotated[
     str | None, typer.Option(help="Trackers for TRL, comma-separated: tensorboard, trackio, wandb.")
 ]
+OptionalTask = Annotated[str | None, typer.Option(
+    "--task", help="Task (SFT default: the one the curated data came from).")]
+
+
+def _task_words(task_option: list[str] | None) -> list[str]:
+    """-O key=value as recipe overrides task_options.key=value."""
+    from gengap.config import parse_overrides
+
+    return [f"task_options.{k}={v}" for k, v in parse_overrides(task_option or []).items()]
 
 
 def _print_train_result(result: Any) -> None:
@@ -334,8 +386,10 @@ def _print_train_result(result: Any) -> None:
 def train_sft_command(
     overrides: Overrides = None,
     config: RecipeFile = None,
-    model: Annotated[str | None, typer.Option(help="Start checkpoint.")] = None,
+    model: Annotated[str | None, typer.Option(help="Start checkpoint, or 'tiny'.")] = None,
     data: Annotated[str | None, typer.Option(help="Curated JSONL/Parquet.")] = None,
+    task: OptionalTask = None,
+    task_option: TaskOptions = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
     out: Annotated[str | None, typer.Option(help="Run directory.")] = None,
     learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
@@ -350,9 +404,10 @@ def train_sft_command(
     from gengap.train.sft import SFTRecipe, train_sft
 
     recipe = load_recipe(
-        SFTRecipe, config, overrides or [], model=model, data=data, steps=steps, out=out,
-        learning_rate=learning_rate, batch_size=batch_size, seed=seed, lora=lora,
-        eval_every=eval_every, report_to=report_to.split(",") if report_to else None,
+        SFTRecipe, config, [*_task_words(task_option), *(overrides or [])], model=model,
+        data=data, task=task, steps=steps, out=out, learning_rate=learning_rate,
+        batch_size=batch_size, seed=seed, lora=lora, eval_every=eval_every,
+        report_to=report_to.split(",") if report_to else None,
     )
     _print_train_result(train_sft(recipe))
 
@@ -362,8 +417,9 @@ def train_sft_command(
 def train_grpo_command(
     overrides: Overrides = None,
     config: RecipeFile = None,
-    model: Annotated[str | None, typer.Option(help="Start checkpoint.")] = None,
+    model: Annotated[str | None, typer.Option(help="Start checkpoint, or 'tiny'.")] = None,
     task: Annotated[str | None, typer.Option(help="Task whose verifier is the reward.")] = None,
+    task_option: TaskOptions = None,
     split: Annotated[str | None, typer.Option(help="Split the prompts come from.")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
     out: Annotated[str | None, typer.Option(help="Run directory.")] = None,
@@ -383,12 +439,16 @@ def train_grpo_command(
     from gengap.train.grpo import GRPORecipe, train_grpo
 
     recipe = load_recipe(
-        GRPORecipe, config, overrides or [], model=model, task=task, split=split, steps=steps,
-        out=out, learning_rate=learning_rate, batch_size=batch_size, seed=seed, reward=reward,
-        lora=lora, filter_by_difficulty=filter_by_difficulty, eval_every=eval_every,
+        GRPORecipe, config, [*_task_words(task_option), *(overrides or [])], model=model,
+        task=task, split=split, steps=steps, out=out, learning_rate=learning_rate,
+        batch_size=batch_size, seed=seed, reward=reward, lora=lora,
+        filter_by_difficulty=filter_by_difficulty, eval_every=eval_every,
         report_to=report_to.split(",") if report_to else None,
     )
     _print_train_result(train_grpo(recipe))
+
+
+# -- studies ----------------------------------------------------------------------------------
 
 
 @app.command(
@@ -399,7 +459,8 @@ def train_grpo_command(
 def reproduce_command(
     ctx: typer.Context,
     preset: Annotated[
-        str, typer.Option(help="tiny-gp-text, tiny-gp-image, or your own preset .yaml")
+        str, typer.Option(help="A shipped preset (tiny-gp-text, tiny-gp-image, tiny-reasoning, "
+                               "...) or your own preset .yaml")
     ] = "tiny-gp-text",
     out: Annotated[
         Path, typer.Option(help="Study directory (a stopped study continues).")
@@ -407,14 +468,16 @@ def reproduce_command(
     quick: Annotated[
         bool, typer.Option(help="The preset's short form (CI, a first look).")
     ] = False,
+    device: Device = "auto",
 ) -> None:
     """Run both studies in miniature: cold start -> difficulty -> arms -> report.
 
-    Extra words key=value override preset keys, e.g. `seeds=[0]` or `steps=40`.
+    Extra words key=value override preset keys, e.g. `seeds=[0]`, `steps=40`,
+    `model=path/to/checkpoint`, `task_options.modality=image`.
     """
     from gengap.study import reproduce
 
-    report = reproduce(preset, out, quick=quick, overrides=list(ctx.args))
+    report = reproduce(preset, out, quick=quick, overrides=list(ctx.args), device=device)
     console.print(f"report: {report}")
 
 
@@ -426,8 +489,9 @@ def report_command(
     """Rebuild report.md and its figures from a study directory."""
     from gengap.report import write_report
 
-    if not study_dir.is_dir():
-        raise InputError(f"no such study directory: {study_dir}")
+    if not (study_dir / "study.json").is_file():
+        raise InputError(f"{study_dir} is not a study directory (no study.json)",
+                         hint="point at the --out directory of `gengap reproduce`")
     console.print(f"report: {write_report(study_dir)}")
 
 

@@ -1,25 +1,23 @@
 """The cold start of the embedded tiny model: pretraining stand-in + the study's cold-start SFT.
 
-A real checkpoint arrives pretrained: it can already write formulas and it knows both face
-rules, so post-training on the ID variant meets OOD variants that sit inside its prior. The
-tiny model starts random, so `coldstart` gives it that prior with TRL's `SFTTrainer` on the
-task's `warmup` split (its own random stream, mixing both face rules and all suit colours):
+A real checkpoint arrives pretrained: it can already write answers and it knows the variants a
+study shifts to, so post-training on the ID variant meets OOD variants that sit inside its
+prior. The tiny model starts random, so `coldstart` gives it that prior with TRL's
+`SFTTrainer` on the task's split of role ``warmup`` (GeneralPoints: its own random stream,
+mixing both face rules and all suit colours; a dataset: a held-out slice of its train split,
+as DC-SFT cold-starts on 400 held-out samples). The recipe is the task's
+(`Task.coldstart_recipe[modality]`, phases of `Phase`), else `DEFAULT_PHASES`:
 
-1. `pretrain`: many fresh warmup samples at a high learning rate -- the stand-in for
-   pretraining;
+1. `pretrain`: many warmup samples at a high learning rate -- the stand-in for pretraining;
 2. `sft`: a shorter pass at a low learning rate, as the study's cold-start SFT.
 
-Both train on the oracle answer (`task.target`, one canonical solution per hand). Targets
-drawn from all of a hand's solutions (`targets="any"`, ~50 per solvable hand) learn far more
-slowly: with the text recipe's budget, 11% greedy ID success instead of 62.5% (measured
-2026-11-22, n=200).
+Phases train on `task.target(sample, phase.targets)`: the SFT answer by default, or another
+target variant the task declares (GeneralPoints: "any" solution, or the recognised "cards"
+alone). Image models may start from the task's text cold start's decoder
+(`init_decoder_from_text`, tasks with a modality option); every image phase can give the
+vision tower + projector its own learning rate (`Phase.vision_learning_rate`; why in
+`_optimizer`). The character tokenizer gets every character the task's data uses.
 
-Image models start from the text cold start's decoder (same tokenizer, same Qwen2 config), so
-their budget goes into learning to read the cards: a first `recognise` phase trains on the
-recognised cards alone (`4,3,2,K|`), then `sft` on the full answers (`4,3,2,K|4*3+2+10`)
-restores the arithmetic, now conditioned on the cards the model read (the recognition phase
-teaches it to stop after `|`). Every image phase gives the vision tower + projector its own
-learning rate (`Phase.vision_learning_rate`; why in `_optimizer`).
 The result is an HF checkpoint cached under
 `$GENGAP_CACHE/coldstart/<task>-<modality>-<hash of the recipe>`; a second call with the same
 recipe returns at once. Runs are deterministic per seed on a given machine and thread count.
@@ -27,6 +25,7 @@ recipe returns at once. Runs are deterministic per seed on a given machine and t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -43,12 +42,12 @@ import torch
 from gengap.errors import InputError
 from gengap.io import write_json
 from gengap.runinfo import run_metadata
+from gengap.runs import atomic_dir, clean_stale
 
 # Bump when the meaning of a recipe changes (data format, training code), so old caches miss.
-COLDSTART_FORMAT = 2
+COLDSTART_FORMAT = 3
 RECIPE_FILE = "coldstart_recipe.json"
 METADATA_FILE = "run_metadata.json"  # written last: its presence marks a finished checkpoint
-TARGET_MODES = ("any", "canonical", "cards")
 
 
 @dataclass
@@ -59,9 +58,9 @@ class Phase:
     steps: int
     batch_size: int
     learning_rate: float
-    # "any": a random solution per row; "canonical": task.target; "cards": only the recognised
-    # cards (`task.target_text(sample, "")`, e.g. `4,3,2,K|`), a pure recognition phase.
-    targets: str = "canonical"
+    # The target variant each row trains on (`Task.target(sample, variant)`): "answer" is the
+    # SFT target; tasks may declare others (GeneralPoints: "any", "cards").
+    targets: str = "answer"
     warmup_fraction: float = 0.05
     lr_scheduler_type: str = "cosine"
     weight_decay: float = 0.0
@@ -76,11 +75,12 @@ class ColdStartRecipe:
     task: str
     modality: str = "text"
     seed: int = 0
-    task_options: dict[str, Any] = field(default_factory=lambda: {"prompt_style": "compact"})
+    task_options: dict[str, Any] = field(default_factory=dict)
+    data: str | None = None  # fingerprint of the task's data files (datasets), if any
     model: dict[str, Any] = field(default_factory=dict)  # `build_tiny` overrides
     phases: list[Phase] = field(default_factory=list)
-    # Image only: start the decoder from the text cold start made with these overrides.
-    init_decoder_from_text: bool = True
+    # Image only: start the decoder from the task's text cold start (these overrides).
+    init_decoder_from_text: bool = False
     text_recipe: dict[str, Any] = field(default_factory=dict)
     # Quick quality check written into run_metadata.json (0 disables it).
     eval_n: int = 200
@@ -98,59 +98,65 @@ class ColdStartRecipe:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# Defaults measured to land ID success at temperature 0.9 inside 30-70% within the time budget
-# on 2 CPU cores (numbers in the README and the cold-start notes).
-DEFAULT_MODEL: dict[str, dict[str, Any]] = {"text": {}, "image": {}}
+# The recipe of a task that brings none: a long pass at a high rate, then a short one at a low
+# rate, as GeneralPoints' measured recipe (its own lives in its package).
 DEFAULT_PHASES: dict[str, list[dict[str, Any]]] = {
     "text": [
-        {"name": "pretrain", "steps": 625, "batch_size": 64, "learning_rate": 2e-3},
+        {"name": "pretrain", "steps": 600, "batch_size": 64, "learning_rate": 2e-3},
         {"name": "sft", "steps": 100, "batch_size": 64, "learning_rate": 3e-4},
     ],
-    # Image: a pure recognition phase first (targets `4,3,2,K|`), then the full canonical
-    # targets. Every phase gives the vision tower + projector its own learning rate: with one
-    # shared rate the image tokens collapse into a constant soft prompt and recognition stays at
-    # chance (see `_optimizer`). Measured (n=200, k=4, 2026-11-22): recognition 100%, ID
-    # success at T=0.9 43.8%, rule OOD 16.8%, visual OOD 38.6%; 467 s with the text start.
     "image": [
-        {"name": "recognise", "steps": 900, "batch_size": 32, "learning_rate": 3e-4,
-         "vision_learning_rate": 3e-4, "targets": "cards"},
-        {"name": "sft", "steps": 1000, "batch_size": 32, "learning_rate": 5e-4,
+        {"name": "pretrain", "steps": 900, "batch_size": 32, "learning_rate": 1e-3,
+         "vision_learning_rate": 3e-4},
+        {"name": "sft", "steps": 300, "batch_size": 32, "learning_rate": 3e-4,
          "vision_learning_rate": 1e-4},
     ],
 }
 
 
-def resolve_recipe(task_name: str, modality: str, seed: int = 0,
-                   **overrides: Any) -> ColdStartRecipe:
-    """The default recipe for (task, modality) with `overrides` applied.
+def _task_instance(task: Any) -> Any:
+    from gengap.tasks.registry import build_task
 
-    `model` and `task_options` overrides merge into the defaults; `phases` replaces them (a
-    list of `Phase` fields); `steps_scale=f` multiplies every phase's steps (reduced recipes
-    for tests).
+    return build_task(task, tiny=True) if isinstance(task, str) else task
+
+
+def resolve_recipe(task: Any, seed: int = 0, **overrides: Any) -> ColdStartRecipe:
+    """The task's cold-start recipe for its modality with `overrides` applied.
+
+    `task` is a task instance or a name (built with its tiny-model options). `model`
+    overrides merge into the defaults; `phases` replaces them (a list of `Phase` fields);
+    `steps_scale=f` multiplies every phase's steps (reduced recipes for tests).
     """
-    if modality not in DEFAULT_PHASES:
-        raise InputError(f"unknown modality {modality!r}", hint="text or image")
+    task = _task_instance(task)
+    modality = task.modality
+    defaults = dict(getattr(task, "coldstart_recipe", {}).get(modality)
+                    or {"phases": DEFAULT_PHASES[modality]})
     overrides = dict(overrides)
     scale = overrides.pop("steps_scale", 1.0)
-    phases = overrides.pop("phases", DEFAULT_PHASES[modality])
-    recipe = ColdStartRecipe(task=task_name, modality=modality, seed=seed)
-    recipe.model = {**DEFAULT_MODEL[modality], **overrides.pop("model", {})}
-    recipe.task_options = {**recipe.task_options, **overrides.pop("task_options", {})}
+    phases = overrides.pop("phases", defaults.pop("phases"))
+    recipe = ColdStartRecipe(task=task.name, modality=modality, seed=seed,
+                             task_options=dict(task.options), data=task.data_fingerprint())
+    recipe.model = {**defaults.pop("model", {}), **overrides.pop("model", {})}
     try:
         recipe.phases = [p if isinstance(p, Phase) else Phase(**p) for p in phases]
     except TypeError as exc:
         raise InputError(f"bad cold-start phase: {exc}",
                          hint=f"phase keys: {', '.join(Phase.__dataclass_fields__)}") from None
-    for key, value in overrides.items():
-        if key not in ColdStartRecipe.__dataclass_fields__ or key in ("task", "modality"):
+    for key, value in {**defaults, **overrides}.items():
+        if key not in ColdStartRecipe.__dataclass_fields__ or key in (
+                "task", "modality", "task_options", "data"):
             raise InputError(f"unknown cold-start setting {key!r}",
                              hint=f"settings: {', '.join(ColdStartRecipe.__dataclass_fields__)}")
         setattr(recipe, key, value)
+    variants = getattr(task, "target_variants", ("answer",))
     for phase in recipe.phases:
         phase.steps = max(1, round(phase.steps * scale))
-        if phase.targets not in TARGET_MODES:
-            raise InputError(f"phase {phase.name!r}: targets must be one of {TARGET_MODES}")
+        if phase.targets not in variants:
+            raise InputError(f"phase {phase.name!r}: targets must be one of {variants}",
+                             hint=f"the target variants task {task.name!r} declares")
     if modality == "image" and recipe.init_decoder_from_text:
+        if not hasattr(task.config, "modality"):
+            raise InputError("init_decoder_from_text needs a task with a modality option")
         # The text cold start must build the same decoder the image model has.
         decoder = {k: v for k, v in recipe.model.items() if not k.startswith("vision_")}
         text = dict(recipe.text_recipe)
@@ -159,6 +165,11 @@ def resolve_recipe(task_name: str, modality: str, seed: int = 0,
             text.setdefault("steps_scale", scale)
         recipe.text_recipe = text
     return recipe
+
+
+def text_twin(task: Any) -> Any:
+    """The text-modality version of an image task (same options otherwise)."""
+    return type(task)(dataclasses.replace(task.config, modality="text"))
 
 
 def cache_root() -> Path:
@@ -175,25 +186,38 @@ def is_finished(path: Path, key: str) -> bool:
     return meta.get("coldstart_key") == key
 
 
+def checkpoint_dir(task: Any, seed: int = 0, **recipe_overrides: Any) -> tuple[Path, str]:
+    """(cache directory, recipe key) of the task's cold start; nothing is trained."""
+    task = _task_instance(task)
+    key = resolve_recipe(task, seed, **recipe_overrides).key()
+    return cache_root() / "coldstart" / f"{_safe(task.name)}-{task.modality}-{key}", key
+
+
+def cached(task: Any, seed: int = 0, **recipe_overrides: Any) -> Path | None:
+    """The finished cold start of `task` if the cache holds it (never trains)."""
+    path, key = checkpoint_dir(task, seed, **recipe_overrides)
+    return path if is_finished(path, key) else None
+
+
 def coldstart(
-    task_name: str,
-    modality: str = "text",
+    task: Any,
     out_dir: str | Path | None = None,
     seed: int = 0,
     *,
     force: bool = False,
     **recipe_overrides: Any,
 ) -> Path:
-    """Cold-start the tiny model for (task, modality); return its checkpoint directory.
+    """Cold-start the tiny model for `task` (an instance or a name); return its checkpoint.
 
     Cached: a finished checkpoint of the same recipe (same hash) is returned immediately.
     `out_dir` defaults to `cache_root()/coldstart/<task>-<modality>-<hash>`; `force` retrains.
     """
     from filelock import FileLock
 
-    recipe = resolve_recipe(task_name, modality, seed, **recipe_overrides)
+    task = _task_instance(task)
+    recipe = resolve_recipe(task, seed, **recipe_overrides)
     key = recipe.key()
-    out = Path(out_dir) if out_dir else cache_root() / "coldstart" / f"{task_name}-{modality}-{key}"
+    out = Path(out_dir) if out_dir else checkpoint_dir(task, seed, **recipe_overrides)[0]
     if not force and is_finished(out, key):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -201,39 +225,77 @@ def coldstart(
     with FileLock(str(out) + ".lock"):
         if not force and is_finished(out, key):
             return out
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            _run(recipe, key, tmp)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        clean_stale(out.parent, out.name)
+        with atomic_dir(out) as tmp:
+            _run(task, recipe, key, tmp)
     return out
+
+
+def _safe(name: str) -> str:
+    """A task name usable in a directory name (user tasks are `module:Class`)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 # ------------------------------------------------------------------------------------------
 # Training
 
 
-def _run(recipe: ColdStartRecipe, key: str, out: Path) -> None:
+def warmup_split(task: Any) -> Any:
+    """The split the cold start trains on (role ``warmup``), or a clear error."""
+    found = task.with_role("warmup")
+    if not found:
+        raise InputError(
+            f"task {task.name!r} has no split with role 'warmup': the tiny model cannot be "
+            "cold-started for it",
+            hint="pass --model CHECKPOINT, or give the task a warmup split",
+        )
+    return found[0]
+
+
+def task_characters(task: Any, seed: int, per_split: int = 200) -> tuple[str, ...]:
+    """Characters the task's prompts and targets use beyond the tokenizer's printable ASCII.
+
+    Reads the first `per_split` samples of every split (and every sample of the warmup
+    split it trains on is re-checked as rows are built), so data in any script tokenizes.
+    """
+    from gengap.models.tokenizer import CHARACTERS
+
+    seen: set[str] = set()
+    for split in task.splits.values():
+        n = per_split if split.size is None else min(per_split, split.size)
+        for i in range(n):
+            sample = task.sample(split.name, i, seed)
+            seen.update(_text_of(task.messages(sample)))
+            seen.update(task.target(sample))
+    return tuple(sorted(seen - set(CHARACTERS) - {"\r", "\x0b", "\x0c"}))
+
+
+def _text_of(messages: list[dict[str, Any]]) -> str:
+    parts = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str):
+            parts.append(content)
+        else:
+            parts += [p.get("text", "") for p in content if p.get("type") == "text"]
+    return "".join(parts)
+
+
+def _run(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:
     """Train the recipe into `out` (recipe and metadata included)."""
     from gengap.models.tiny import build_tiny, count_parameters
-    from gengap.tasks.registry import get_task
 
     start = time.perf_counter()
-    task = get_task(recipe.task, modality=recipe.modality, **recipe.task_options)
-    if not hasattr(task, "sample") or "warmup" not in task.splits:
-        raise InputError(f"task {recipe.task!r} has no 'warmup' split to cold-start on")
+    split = warmup_split(task)
     torch.manual_seed(recipe.seed)
-    model, processor = build_tiny(recipe.modality, seed=recipe.seed, **recipe.model)
+    extra = task_characters(task, recipe.seed)
+    model, processor = build_tiny(recipe.modality, seed=recipe.seed, extra_characters=extra,
+                                  **recipe.model)
     text_init = None
     if recipe.modality == "image" and recipe.init_decoder_from_text:
-        text_init = coldstart(recipe.task, "text", seed=recipe.seed, **recipe.text_recipe)
+        text_init = coldstart(text_twin(task), seed=recipe.seed, **recipe.text_recipe)
         _load_decoder(model, text_init)
 
-    out.mkdir(parents=True)
     write_json(out / RECIPE_FILE, {"key": key, "format": COLDSTART_FORMAT, **asdict(recipe)})
     first_index = 0
     phase_log = []
@@ -241,8 +303,10 @@ def _run(recipe: ColdStartRecipe, key: str, out: Path) -> None:
         t0 = time.perf_counter()
         rows = phase.steps * phase.batch_size
         dataset = warmup_dataset(task, processor, range(first_index, first_index + rows),
-                                 recipe.seed, phase.targets, seed_salt=phase.name)
-        first_index += rows  # every phase sees samples no earlier phase saw
+                                 recipe.seed, phase.targets, seed_salt=phase.name,
+                                 split=split.name)
+        # Every phase sees samples no earlier phase saw (a finite warmup split cycles).
+        first_index += rows
         loss = _train_phase(model, processor, dataset, phase, recipe.seed, out / "trainer")
         phase_log.append({"name": phase.name, "rows": rows, "seconds": time.perf_counter() - t0,
                           "final_loss": loss})
@@ -254,9 +318,7 @@ def _run(recipe: ColdStartRecipe, key: str, out: Path) -> None:
 
     quality = {}
     if recipe.eval_n > 0:
-        splits = [s for s in ("test-id", "test-ood-rule", "test-ood-visual") if s in task.splits]
-        if recipe.modality != "image":
-            splits = [s for s in splits if s != "test-ood-visual"]
+        splits = [s.name for s in task.with_role("test", "ood")]
         quality = measure_success(model, processor, task, splits, n=recipe.eval_n,
                                   k=recipe.eval_k, seed=recipe.seed)
     meta = run_metadata(asdict(recipe), recipe.seed)
@@ -267,6 +329,7 @@ def _run(recipe: ColdStartRecipe, key: str, out: Path) -> None:
         "threads": torch.get_num_threads(),
         "phases": phase_log,
         "text_init": str(text_init) if text_init else None,
+        "extra_characters": "".join(extra),
         "quality": quality,
     })
     write_json(out / METADATA_FILE, meta)
@@ -285,8 +348,8 @@ def _load_decoder(model: Any, text_checkpoint: Path) -> None:
 
 
 def warmup_dataset(task: Any, processor: Any, indices: range, seed: int, targets: str,
-                   seed_salt: str = "") -> Any:
-    """Training rows for the warmup samples `indices`.
+                   seed_salt: str = "", split: str = "warmup") -> Any:
+    """Training rows for the warmup samples `indices` (a finite split cycles through its rows).
 
     Text tasks: pre-tokenized rows (`input_ids`, `labels` with the prompt masked), because
     TRL's per-row `Dataset.map` preparation costs milliseconds per row, which is minutes at
@@ -294,31 +357,25 @@ def warmup_dataset(task: Any, processor: Any, indices: range, seed: int, targets
     would render. Image tasks: conversational prompt / completion rows with an `images`
     column, which TRL's vision collator processes batch by batch.
 
-    targets="any" draws one of the sample's solutions per row when the task exposes them
-    (`task.entry(sample).solutions` and `task.target_text`); other tasks fall back to
-    `task.target`.
+    `targets` is the target variant (`Task.target(sample, targets, rng)`); variants that draw
+    (GeneralPoints' "any") take one shared `random.Random(f"{seed}/{seed_salt}")`.
     """
     import datasets
 
     rng = random.Random(f"{seed}/{seed_salt}")
-    can_vary = hasattr(task, "entry") and hasattr(task, "target_text")
-    if targets == "cards" and not hasattr(task, "target_text"):
-        raise InputError("targets='cards' needs a task with target_text (GeneralPoints)")
+    size = task.split(split).size
     prompts, completions, images = [], [], []
     for index in indices:
-        sample = task.sample("warmup", index, seed)
-        if targets == "any" and can_vary:
-            target = task.target_text(sample, rng.choice(task.entry(sample).solutions))
-        elif targets == "cards":
-            target = task.target_text(sample, "")  # the recognition prefix alone
-        else:
-            target = task.target(sample)
+        sample = task.sample(split, index % size if size else index, seed)
+        completions.append(task.target(sample, targets, rng))
         prompts.append(task.messages(sample))
-        completions.append(target)
-        image = task.image(sample)
-        if image is not None:
-            images.append([image])
+        picture = task.images(sample)
+        if picture:
+            images.append(picture)
     if images:
+        if len(images) != len(prompts):
+            raise InputError(f"task {task.name!r} gives images for some warmup samples only",
+                             hint="an image task gives every sample its images")
         return datasets.Dataset.from_dict({
             "prompt": prompts,
             "completion": [[{"role": "assistant", "content": c}] for c in completions],
@@ -403,7 +460,7 @@ def _optimizer(model: Any, phase: Phase) -> torch.optim.Optimizer | None:
 
 
 # ------------------------------------------------------------------------------------------
-# Measuring (a plain batched `generate` loop; the rollout engine lives in gengap.rollout)
+# Measuring (the same sampling and judging path as evaluation and difficulty)
 
 
 @torch.no_grad()
@@ -418,65 +475,40 @@ def measure_success(
     temperature: float = 0.9,
     top_k: int = 50,
     seed: int = 0,
-    batch_size: int = 64,
 ) -> dict[str, dict[str, float]]:
     """Single-attempt success per split: greedy and at `temperature` (k samples per prompt).
 
     Also reports how pass rates spread over samples (share with 0/k and k/k correct), the
-    quantity difficulty buckets are made of.
+    quantity difficulty buckets are made of, and the mean of every verdict metric (greedy).
     """
+    from gengap.rollout import SamplingParams, make_sampler, run_episodes
+    from gengap.rollout.episodes import group_by_sample
+
     model.eval()
+    sampler = make_sampler(model, processor)
     out: dict[str, dict[str, float]] = {}
     for split in splits:
-        samples = [task.sample(split, i, seed) for i in range(n)]
-        greedy = _generate(model, processor, task, samples, 1, None, top_k, seed, batch_size)
-        sampled = _generate(model, processor, task, samples, k, temperature, top_k, seed,
-                            batch_size)
-        greedy_verdicts = [task.verify(s, c[0]) for s, c in zip(samples, greedy, strict=True)]
-        rates = [sum(task.verify(s, x).correct for x in c) / k
-                 for s, c in zip(samples, sampled, strict=True)]
+        count = min(n, task.split(split).size or n)
+        samples = [task.sample(split, i, seed) for i in range(count)]
+        greedy = run_episodes(sampler, task, samples, SamplingParams(
+            k=1, max_new_tokens=task.max_new_tokens, seed=seed), verify_iters=1)
+        sampled = run_episodes(sampler, task, samples, SamplingParams(
+            k=k, temperature=temperature, top_k=top_k, max_new_tokens=task.max_new_tokens,
+            seed=seed), verify_iters=1)
+        rates = [sum(e.success for e in group) / k for group in group_by_sample(sampled, k)]
         out[split] = {
-            "greedy": sum(v.correct for v in greedy_verdicts) / n,
-            f"t{temperature}": sum(rates) / n,
-            "all_wrong": sum(r == 0 for r in rates) / n,
-            "all_right": sum(r == 1 for r in rates) / n,
-            "n": n,
+            "greedy": sum(e.success for e in greedy) / count,
+            f"t{temperature}": sum(rates) / count,
+            "all_wrong": sum(r == 0 for r in rates) / count,
+            "all_right": sum(r == 1 for r in rates) / count,
+            "n": count,
             "k": k,
         }
-        recognised = [v.info["recognised"] for v in greedy_verdicts if "recognised" in v.info]
-        if recognised:  # image tasks: the study's recognition accuracy (greedy, one attempt)
-            out[split]["recognition"] = sum(recognised) / len(recognised)
+        names = sorted({m for e in greedy for m in e.verdicts[0].metrics})
+        for name in names:  # e.g. the study's recognition accuracy (greedy, one attempt)
+            values = [e.verdicts[0].metrics[name] for e in greedy if name in e.verdicts[0].metrics]
+            out[split][name] = sum(values) / len(values)
     return out
-
-
-def _generate(model: Any, processor: Any, task: Any, samples: list[Any], k: int,
-              temperature: float | None, top_k: int, seed: int, batch_size: int
-              ) -> list[list[str]]:
-    """k completions per sample with batched HF `generate` (greedy if temperature is None)."""
-    tokenizer = getattr(processor, "tokenizer", processor)
-    tokenizer.padding_side = "left"
-    torch.manual_seed(seed)
-    results: list[list[str]] = []
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        texts = [processor.apply_chat_template(task.messages(s), add_generation_prompt=True,
-                                               tokenize=False) for s in chunk]
-        images = [task.image(s) for s in chunk]
-        if images[0] is not None:
-            inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
-        else:
-            inputs = tokenizer(texts, return_tensors="pt", padding=True)
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k,
-                    "top_p": 1.0} if temperature else {"do_sample": False}
-        generated = model.generate(
-            **inputs, max_new_tokens=task.max_new_tokens, num_return_sequences=k,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-            **sampling,
-        )
-        new = generated[:, inputs["input_ids"].shape[1]:]
-        decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
-        results.extend(decoded[i * k : (i + 1) * k] for i in range(len(chunk)))
-    return results
 
 
 def load_metadata(path: str | Path) -> dict[str, Any]:

@@ -1,32 +1,37 @@
 """ID / OOD evaluation: `gengap eval`.
 
-For each split, the first `n` samples (fixed seed) run as multi-turn episodes of up to
-`verify_iters` attempts (greedy by default). Writes, in the output directory:
+For each split, the first `n` samples (fixed seed; the whole split when it is finite and `n` is
+unset) run as episodes of up to `verify_iters` attempts (greedy by default), through the same
+sampling and judging path as every other stage (`gengap.rollout.run_episodes`). The output
+directory holds:
 
-- `samples.jsonl`: one row per episode (prompt, attempts, verdicts, success), appended chunk by
-  chunk; a restarted run skips the episodes already there (sampling is keyed per sample id, so
-  a resumed evaluation equals an uninterrupted one).
-- `results.json`: lm-eval's shape — `results` per split (success with its standard error,
-  success within t attempts, per-attempt accuracy, recognition accuracy for image rows on the
-  first attempt (the study's measure, taken with V = 1) and over all attempts, mean reward),
-  plus `config`, seed, package versions, git commit and date.
+- `parts/part-*.jsonl`: the episodes, one part per finished chunk; a restarted run skips the
+  episodes already there (sampling is keyed per sample id, so a resumed evaluation equals an
+  uninterrupted one);
+- `samples.jsonl`: every episode (prompt, attempts, verdicts, success, metrics), merged;
+- `results.json`: lm-eval's shape -- `results` per split (success with its standard error,
+  success within t attempts, accuracy at each attempt, step accuracy, mean reward, the mean of
+  every numeric metric the task's verdicts carry (first attempt, and all attempts), episode
+  metrics, success per category the task reports by), plus the split roles, `config`, seed,
+  package versions, git commit and date.
 """
 
 from __future__ import annotations
 
-import json
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gengap.errors import InputError
-from gengap.io import read_jsonl, write_json
+from gengap.io import write_json, write_jsonl
 from gengap.runinfo import run_metadata
-from gengap.tasks.registry import get_task
+from gengap.runs import PartStore, RunDir
+from gengap.tasks.registry import build_task
 
-CHUNK = 64  # episodes per appended chunk: the most a crash can cost
+CHUNK = 64  # episodes per part file: the most a crash can cost
 
 
 @dataclass
@@ -35,8 +40,8 @@ class EvalConfig:
 
     model: str
     task: str
-    splits: list[str]
-    n: int = 234
+    splits: list[str] | None = None  # None: every test and OOD split of the task
+    n: int | None = None  # None: the whole split if finite, else 234 (the study's)
     verify_iters: int | None = None  # None: the task's default (5 for GeneralPoints)
     temperature: float = 0.0
     top_p: float = 1.0
@@ -45,6 +50,22 @@ class EvalConfig:
     seed: int = 0
     backend: str = "hf"
     task_options: dict[str, Any] = field(default_factory=dict)
+    clip_n: bool = False  # n is an upper bound: a smaller finite split is taken whole
+
+
+DEFAULT_N = 234  # the study's GeneralPoints evaluation size
+
+
+def eval_splits(task: Any, splits: Sequence[str] | None) -> list[str]:
+    """The named splits (checked), or every test and OOD split of the task."""
+    if splits is None:
+        return [s.name for s in task.with_role("test", "ood")]
+    if not splits:
+        raise InputError("no splits to evaluate", where="--splits",
+                         hint=f"name one or more of: {', '.join(task.splits)}")
+    for split in splits:
+        task.split(split)
+    return list(splits)
 
 
 def evaluate(
@@ -53,57 +74,57 @@ def evaluate(
     *,
     loaded: Any = None,
     progress: bool = True,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Run the evaluation described by `config`; returns the results dict (also written).
 
-    `loaded` (a `gengap.models.LoadedModel`) skips loading `config.model` again, e.g. when a
-    training callback evaluates the model it is training.
+    `loaded` (a `gengap.models.LoadedModel`, or anything with .model / .processor / .path)
+    skips loading `config.model`, e.g. when a training callback evaluates the model it trains.
     """
     from gengap.rollout import SamplingParams, make_sampler, run_episodes
 
     out = Path(out_dir)
-    task = get_task(config.task, **config.task_options)
-    for split in config.splits:
-        task.sample(split, 0, config.seed)  # the task rejects unknown or unfit splits
-    if config.n < 1:
-        raise InputError(f"--n must be >= 1, got {config.n}")
-    verify_iters = config.verify_iters or task.default_verify_iters
+    task = build_task(config.task, config.task_options)
+    splits = eval_splits(task, config.splits)
+    counts = {s: task.count(s, _clip(task, s, config), default=DEFAULT_N) for s in splits}
+    verify_iters = config.verify_iters or task.verify_iters
     params = SamplingParams(
         k=1, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
         max_new_tokens=config.max_new_tokens or task.max_new_tokens, seed=config.seed,
     )
-    done = _resume_state(out, config)
+    run = RunDir(out, "eval", asdict(config))
+    store = PartStore(out / "parts", "jsonl")
+    run.claim(has_results=lambda: bool(store.files()))
+    with run.lock():
+        done = {(r["split"], r["id"]): r for r in store.records()}
+        wanted = {s: [task.sample(s, i, config.seed) for i in range(counts[s])] for s in splits}
+        todo = {s: [x for x in samples if (s, x.id) not in done] for s, samples in wanted.items()}
+        if any(todo.values()):
+            if loaded is None:
+                from gengap.models import load_model
 
-    if loaded is None:
-        from gengap.models import load_model
+                loaded = load_model(config.model, task=task, device=device)
+            sampler = make_sampler(loaded.model, loaded.processor, backend=config.backend)
+            from tqdm.auto import tqdm
 
-        loaded = load_model(config.model, task_name=config.task,
-                            modality=config.task_options.get("modality", "text"))
-    sampler = make_sampler(loaded.model, loaded.processor, backend=config.backend)
+            bar = tqdm(total=sum(counts.values()), initial=len(done), unit="episode",
+                       desc="eval", disable=not progress, dynamic_ncols=True)
+            for samples in todo.values():
+                for start in range(0, len(samples), CHUNK):
+                    chunk = samples[start:start + CHUNK]
+                    episodes = run_episodes(sampler, task, chunk, params, verify_iters)
+                    rows = [episode_row(task, e) for e in episodes]
+                    store.write_part(rows)
+                    done.update({(r["split"], r["id"]): r for r in rows})
+                    bar.update(len(rows))
+            bar.close()
 
-    samples_path = out / "samples.jsonl"
-    with samples_path.open("a", encoding="utf-8") as log:
-        for split in config.splits:
-            todo = [i for i in range(config.n) if f"{config.task}/{split}/{i}" not in done]
-            todo_samples = [task.sample(split, i, config.seed) for i in todo]
-            for start in range(0, len(todo_samples), CHUNK):
-                chunk = todo_samples[start : start + CHUNK]
-                episodes = run_episodes(sampler, task, chunk, params, verify_iters,
-                                        progress=False)
-                for sample, episode in zip(chunk, episodes):
-                    row = _episode_row(task, split, sample, episode)
-                    log.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    done[row["key"]] = row
-                log.flush()
-                if progress:
-                    finished = sum(1 for r in done.values() if r["split"] == split)
-                    print(f"  {split}: {finished}/{config.n} episodes", flush=True)
-
-    results = summarise(
-        [r for r in done.values() if r["split"] in config.splits], config.splits, verify_iters
-    )
+    rows = [done[(s, x.id)] for s in splits for x in wanted[s]]
+    write_jsonl(out / "samples.jsonl", rows)
+    results = summarise(rows, splits, verify_iters, report_by=task.report_by)
     payload = {
         "results": results,
+        "splits": {s: task.split(s).as_dict() for s in splits},
         **run_metadata(asdict(config), config.seed),
         "verify_iters": verify_iters,
         "sampling": asdict(params),
@@ -113,70 +134,47 @@ def evaluate(
     return payload
 
 
-def _resume_state(out: Path, config: EvalConfig) -> dict[str, dict[str, Any]]:
-    """Episodes already written by an identical earlier run (keyed by 'task/split/index')."""
-    out.mkdir(parents=True, exist_ok=True)
-    config_path = out / "eval_config.json"
-    current = asdict(config)
-    if config_path.exists():
-        previous = json.loads(config_path.read_text())
-        if previous != current:
-            changed = sorted(k for k in current if previous.get(k) != current[k])
-            raise InputError(
-                f"{out} holds an evaluation with different settings ({', '.join(changed)})",
-                hint="use a new --out directory, or delete the old one",
-            )
-    else:
-        write_json(config_path, current)
-    done: dict[str, dict[str, Any]] = {}
-    samples_path = out / "samples.jsonl"
-    if samples_path.exists():
-        try:
-            for _, row in read_jsonl(samples_path):
-                done[row["key"]] = row
-        except InputError:
-            # A crash mid-line leaves a torn last line: keep the complete rows, drop the rest.
-            lines = samples_path.read_text(encoding="utf-8").splitlines(keepends=True)
-            good = []
-            for line in lines:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    break
-                good.append(line)
-                done[row["key"]] = row
-            samples_path.write_text("".join(good), encoding="utf-8")
-    return done
+def _clip(task: Any, split: str, config: EvalConfig) -> int | None:
+    size = task.split(split).size
+    if config.clip_n and config.n is not None and size is not None:
+        return min(config.n, size)
+    return config.n
 
 
-def _episode_row(task: Any, split: str, sample: Any, episode: Any) -> dict[str, Any]:
-    index = int(sample.id.rsplit("/", 1)[-1])
+def episode_row(task: Any, episode: Any) -> dict[str, Any]:
+    """One episode as a samples.jsonl row."""
+    sample = episode.sample
     return {
-        "key": f"{task.name}/{split}/{index}",
         "id": sample.id,
-        "split": split,
+        "split": sample.split,
+        "index": sample.index,
         "fields": dict(sample.fields),
-        "prompt": task.messages(sample),
+        "categories": task.categories(sample),
+        "prompt": episode.first_prompt,
         "attempts": episode.attempts,
-        "verdicts": [
-            {"reward": v.reward, "correct": v.correct, "feedback": v.feedback, **v.info}
-            for v in episode.verdicts
-        ],
+        "verdicts": [v.as_dict() for v in episode.verdicts],
         "success": episode.success,
+        "metrics": episode.metrics,
         "generated_tokens": episode.generated_tokens,
     }
 
 
-def summarise(rows: Sequence[dict[str, Any]], splits: Sequence[str],
-              verify_iters: int) -> dict[str, dict[str, Any]]:
-    """Per-split metrics from episode rows."""
+def _rate(hits: int, n: int) -> tuple[float, float]:
+    """A share and its binomial standard error."""
+    p = hits / n
+    return p, (math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else 0.0)
+
+
+def summarise(rows: Sequence[dict[str, Any]], splits: Sequence[str], verify_iters: int,
+              report_by: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """Per-split metrics from episode rows (any task: metrics are aggregated by name)."""
     results = {}
     for split in splits:
         mine = [r for r in rows if r["split"] == split]
         n = len(mine)
         if not n:
             continue
-        success = sum(r["success"] for r in mine) / n
+        success, stderr = _rate(sum(bool(r["success"]) for r in mine), n)
         attempts = [v for r in mine for v in r["verdicts"]]
         within = [
             sum(any(v["correct"] for v in r["verdicts"][:t]) for r in mine) / n
@@ -187,39 +185,69 @@ def summarise(rows: Sequence[dict[str, Any]], splits: Sequence[str],
             reached = [r["verdicts"][t] for r in mine if len(r["verdicts"]) > t]
             at_attempt.append(sum(v["correct"] for v in reached) / len(reached)
                               if reached else None)
-        entry = {
+        entry: dict[str, Any] = {
             "success": success,
-            "success_stderr": math.sqrt(success * (1 - success) / (n - 1)) if n > 1 else 0.0,
+            "success_stderr": stderr,
             "success_within": within,
             "accuracy_at_attempt": at_attempt,
             "step_accuracy": sum(v["correct"] for v in attempts) / len(attempts),
-            "first_attempt_success": within[0],
+            "first_attempt_success": sum(bool(r["verdicts"][0]["correct"]) for r in mine) / n,
             "mean_reward": sum(v["reward"] for v in attempts) / len(attempts),
+            "mean_return": sum(sum(v["reward"] for v in r["verdicts"]) for r in mine) / n,
             "mean_attempts": len(attempts) / n,
             "n": n,
         }
-        recognised = [v["recognised"] for v in attempts if "recognised" in v]
-        if recognised:
-            entry["recognition"] = sum(recognised) / len(recognised)
-            first = [r["verdicts"][0]["recognised"] for r in mine]
-            entry["recognition_first_attempt"] = sum(first) / n
+        # Verdict metrics: the first attempt's (the studies' measures are single-attempt),
+        # and over every attempt.
+        names = sorted({m for v in attempts for m in v.get("metrics", {})})
+        for name in names:
+            first = [r["verdicts"][0]["metrics"][name] for r in mine
+                     if name in r["verdicts"][0].get("metrics", {})]
+            every = [v["metrics"][name] for v in attempts if name in v.get("metrics", {})]
+            if first:
+                entry[name] = sum(first) / len(first)
+            entry[f"{name}_all_attempts"] = sum(every) / len(every)
+        # Episode metrics (e.g. route progress), means over episodes.
+        for name in sorted({m for r in mine for m in r.get("metrics", {})}):
+            values = [r["metrics"][name] for r in mine if name in r.get("metrics", {})]
+            entry[name if name not in entry else f"episode_{name}"] = sum(values) / len(values)
+        breakdown: dict[str, dict[str, Any]] = {}
+        for key in report_by:
+            groups: dict[str, list[bool]] = defaultdict(list)
+            for r in mine:
+                if key in r.get("categories", {}):
+                    groups[str(r["categories"][key])].append(bool(r["success"]))
+            breakdown[key] = {}
+            for value, hits in sorted(groups.items()):
+                p, se = _rate(sum(hits), len(hits))
+                breakdown[key][value] = {"success": p, "success_stderr": se, "n": len(hits)}
+        if breakdown:
+            entry["by_category"] = breakdown
         results[split] = entry
     return results
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    """A short plain-text table of the headline numbers.
+    """A short plain-text table of the headline numbers (and any verdict metrics).
 
-    Recognition is the first attempt's, as the study measures it (V = 1): later attempts see
-    the image only in the conversation's first turn, so their card reading is a different
-    quantity (`recognition` over all attempts stays in results.json).
+    Metrics are the first attempt's, as the studies measure them (e.g. GeneralPoints'
+    recognition with V = 1); their all-attempt means stay in results.json.
     """
-    lines = [f"{'split':<18}{'success':>16}{'1st attempt':>13}{'recognition':>13}{'n':>6}"]
+    generic = {"success", "success_stderr", "success_within", "accuracy_at_attempt",
+               "step_accuracy", "first_attempt_success", "mean_reward", "mean_return",
+               "mean_attempts", "n", "by_category"}
+    extra = sorted({k for r in results.values() for k in r
+                    if k not in generic and not k.endswith("_all_attempts")})
+    header = f"{'split':<18}{'success':>16}{'1st attempt':>13}" + "".join(
+        f"{name[:12]:>13}" for name in extra) + f"{'n':>7}"
+    lines = [header]
     for split, r in results.items():
-        rec = (f"{r['recognition_first_attempt']:.1%}" if "recognition_first_attempt" in r
-               else "-")
-        lines.append(
-            f"{split:<18}{r['success']:>9.1%} ±{r['success_stderr']:.1%}"
-            f"{r['first_attempt_success']:>13.1%}{rec:>13}{r['n']:>6}"
-        )
+        cells = "".join(f"{r[name]:>13.1%}" if isinstance(r.get(name), float) else f"{'-':>13}"
+                        for name in extra)
+        lines.append(f"{split:<18}{r['success']:>9.1%} ±{r['success_stderr']:.1%}"
+                     f"{r['first_attempt_success']:>13.1%}{cells}{r['n']:>7}")
+        for key, groups in r.get("by_category", {}).items():
+            for value, g in groups.items():
+                lines.append(f"  {key}={value:<12}{g['success']:>7.1%} ±{g['success_stderr']:.1%}"
+                             f"{'':>13}{'':>13}" + f"{g['n']:>7}")
     return "\n".join(lines)

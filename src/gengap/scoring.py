@@ -1,14 +1,14 @@
-"""`gengap score`: judge completions in a JSONL file with a task's verifier."""
+"""`gengap score`: judge completions in a JSONL file with a task's verifier (any task)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gengap.errors import InputError
 from gengap.io import atomic_open, read_jsonl
-from gengap.tasks.registry import get_task
 
 
 @dataclass
@@ -31,7 +31,7 @@ class ScoreStats:
         return self.reward_sum / self.scored if self.scored else 0.0
 
 
-def score_file(task_name: str, input: str | Path, output: str | Path, *,
+def score_file(task: Any, input: str | Path, output: str | Path, *,
                skip_bad: bool = False) -> ScoreStats:
     """Write every input row plus `reward`, `correct` and `feedback` to `output`.
 
@@ -42,7 +42,6 @@ def score_file(task_name: str, input: str | Path, output: str | Path, *,
     input, output = Path(input), Path(output)
     if input.resolve() == output.resolve():
         raise InputError("--output must differ from --input", hint="write to a new file")
-    task = get_task(task_name)
     stats = ScoreStats()
     with atomic_open(output) as f:
         for line, row in read_jsonl(input):
@@ -51,7 +50,7 @@ def score_file(task_name: str, input: str | Path, output: str | Path, *,
                 if not isinstance(completion, str):
                     raise InputError("missing or non-string field 'completion'",
                                      where=f"{input}:{line}")
-                sample = task.sample_from_row(row, line=line)
+                sample = task.sample_from_row(row, where=f"{input}:{line}")
             except InputError as exc:
                 if not skip_bad:
                     if exc.where and not exc.where.startswith(str(input)):
@@ -63,6 +62,8 @@ def score_file(task_name: str, input: str | Path, output: str | Path, *,
             verdict = task.verify(sample, completion)
             out = {**row, "reward": verdict.reward, "correct": verdict.correct,
                    "feedback": verdict.feedback}
+            if verdict.metrics:
+                out["metrics"] = dict(verdict.metrics)
             f.write(json.dumps(out, ensure_ascii=False) + "\n")
             stats.scored += 1
             stats.correct += verdict.correct

@@ -1,13 +1,19 @@
 """`gengap reproduce`: both studies in miniature, from cold start to report.
 
-    cold start -> Init evaluation -> difficulty on the train split -> curated SFT sets
-    -> learning-rate sweep per arm (ID validation only) -> arms x seeds, each with an ID/OOD
-    curve -> hard-ratio ablation -> report
+    start model (the tiny cold start, or a checkpoint) -> Init evaluation -> difficulty on the
+    train split -> curated SFT sets -> learning-rate sweep per arm (ID validation only)
+    -> arms x seeds, each with an ID/OOD curve -> hard-ratio ablation -> report
 
-Every stage leaves files in the study directory and is skipped when its files are complete,
-so a stopped study continues where it stopped: the cold start is cached by recipe hash, the
-difficulty pass and evaluations resume chunk by chunk, training resumes from its last
+Any task: every stage picks splits by role (difficulty and GRPO on the train split, the sweep
+on the validation split or held-out train samples, curves and the report on the test and OOD
+splits). Every stage leaves files in the study directory and is skipped when its files are
+complete, so a stopped study continues where it stopped: the cold start is cached by recipe
+hash, the difficulty pass and evaluations resume chunk by chunk, training resumes from its last
 checkpoint, and finished arms are not run again. Presets live in `configs/presets/`.
+
+Study directory: ``study.json`` (the resolved config, claimed like every run directory),
+``plan.json`` (what the study runs, as data: arms, the task's splits by role, its references),
+then the stages' own directories.
 """
 
 from __future__ import annotations
@@ -19,39 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gengap.arms import CATALOG, arm_specs
 from gengap.config import CONFIGS_DIR, load_recipe, read_yaml, recipe_dict
 from gengap.errors import InputError
 from gengap.io import write_json, write_jsonl
 from gengap.runinfo import run_metadata
+from gengap.runs import RunDir
 
 PRESETS_DIR = CONFIGS_DIR / "presets"
-
-# Arm -> the curated variant it trains on (SFT arms); GRPO arms train on the task's prompts.
-SFT_VARIANTS = {
-    "sft-all": "all",
-    "sft-e": "balanced:E",
-    "sft-m": "balanced:M",
-    "sft-h": "balanced:H",
-    "sft-em": "EM",
-}
-
-
-# GRPO on all prompts, and on the prompts the difficulty pass rated neither 0/k nor k/k (the
-# offline filter: groups that would have zero reward variance are dropped before training).
-GRPO_ARMS = ("grpo", "grpo-filtered")
 SKIPPED_FILE = "skipped.json"  # in DIR/data: arms whose data could not be curated, and why
-
-
-def hard_arm(ratio: float) -> str:
-    """The ablation arm that adds a share `ratio` of hard samples to SFT-EM."""
-    return f"sft-em-hard{round(100 * ratio)}"
-
-
-def hard_share(arm: str) -> float | None:
-    """The inverse of `hard_arm`: sft-em-hard15 -> 0.15; None for any other arm."""
-    if not arm.startswith("sft-em-hard"):
-        return None
-    return int(arm.removeprefix("sft-em-hard")) / 100
+PLAN_FILE = "plan.json"
 
 
 @dataclass(kw_only=True)
@@ -60,12 +43,14 @@ class StudyConfig:
 
     preset: str = "custom"
     task: str = "generalpoints"
-    task_options: dict[str, Any] = field(
-        default_factory=lambda: {"modality": "text", "prompt_style": "compact"})
+    task_options: dict[str, Any] = field(default_factory=dict)
+    # The start of every arm: "tiny" (the embedded model's cold start) or a checkpoint.
+    model: str = "tiny"
+    lora: bool = False  # train every arm with LoRA adapters (PEFT); sft/grpo keys override
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     coldstart: dict[str, Any] = field(default_factory=dict)  # cold-start recipe overrides
     # Difficulty: DC-SFT's settings (k rollouts at temperature 0.9, top_k 50).
-    difficulty_n: int = 1000
+    difficulty_n: int | None = 1000  # None: a finite train split whole
     k: int = 8
     # Arms: same start, same steps, same prompts per step.
     arms: list[str] = field(default_factory=lambda: [
@@ -74,8 +59,8 @@ class StudyConfig:
     steps: int = 60
     batch_size: int = 16
     eval_every: int = 20
-    eval_n: int = 200
-    eval_splits: list[str] = field(default_factory=lambda: ["test-id", "test-ood-rule"])
+    eval_n: int = 200  # per split (a smaller finite split is evaluated whole)
+    eval_splits: list[str] | None = None  # None: every test and OOD split of the task
     # Learning rates: each arm's is picked on ID validation from its kind's candidates.
     sft_lrs: list[float] = field(default_factory=lambda: [3e-5, 1e-4, 3e-4])
     grpo_lrs: list[float] = field(default_factory=lambda: [1e-5, 3e-5, 1e-4])
@@ -88,21 +73,19 @@ class StudyConfig:
     def validate(self) -> None:
         if not self.seeds:
             raise InputError("'seeds' is empty", hint="e.g. seeds=[0,1,2]")
-        unknown = [a for a in self.arms if a not in (*SFT_VARIANTS, *GRPO_ARMS)]
+        unknown = [a for a in self.arms if a not in CATALOG]
         if unknown:
             raise InputError(f"unknown arm(s) {unknown}",
-                             hint=f"arms are {', '.join([*SFT_VARIANTS, *GRPO_ARMS])}")
+                             hint=f"arms are {', '.join(CATALOG)}")
         if any(not 0 < r < 1 for r in self.hard_ratios):
             raise InputError(f"hard_ratios must lie in (0, 1): {self.hard_ratios}")
-
-    @property
-    def modality(self) -> str:
-        return self.task_options.get("modality", "text")
+        for key in ("steps", "batch_size", "k", "eval_n", "sweep_val_n", "sweep_ood_n"):
+            if getattr(self, key) < 1:
+                raise InputError(f"{key!r} must be >= 1, got {getattr(self, key)}")
 
     def all_arms(self) -> list[str]:
         """Every trained arm, ablation arms included (in report order)."""
-        ablation = [hard_arm(r) for r in self.hard_ratios] if "sft-em" in self.arms else []
-        return [*self.arms, *ablation]
+        return list(arm_specs(self.arms, self.hard_ratios))
 
 
 def load_preset(name: str, *, quick: bool = False, overrides: list[str] = ()) -> StudyConfig:
@@ -125,27 +108,47 @@ def load_preset(name: str, *, quick: bool = False, overrides: list[str] = ()) ->
 class Study:
     """One study directory and the stages that fill it."""
 
-    def __init__(self, config: StudyConfig, root: str | Path, *, log=print):
+    def __init__(self, config: StudyConfig, root: str | Path, *, log=print,
+                 device: str = "auto"):
+        from gengap.tasks.registry import build_task
+
         self.config = config
         self.root = Path(root)
         self.log = log
+        self.device = device
         self.timings: dict[str, float] = {}
+        self.task = build_task(config.task, config.task_options, tiny=config.model == "tiny")
+        self.train_split = self.task.split_for("train")
+        from gengap.evaluate import eval_splits
+
+        self.eval_splits = eval_splits(self.task, config.eval_splits)
+        self.arms = arm_specs(config.arms, config.hard_ratios)
+
+    @property
+    def task_options(self) -> dict[str, Any]:
+        return dict(self.task.options)
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _claim(self) -> None:
-        """Write study.json, or check that an existing study ran with the same config."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / "study.json"
+        """Claim the directory with the resolved config; write the plan (arms, split roles)."""
         current = recipe_dict(self.config)
-        if path.exists():
-            previous = json.loads(path.read_text())["config"]
-            if previous != current:
-                changed = sorted(k for k in current if previous.get(k) != current.get(k))
-                raise InputError(f"{self.root} holds a study with different settings "
-                                 f"({', '.join(changed)})",
-                                 hint="use a new --out directory to run a different preset")
-        write_json(path, {"preset": self.config.preset, "config": current,
-                          "provenance": run_metadata(current, self.config.seeds[0])})
+        run = RunDir(self.root, "study", current)
+        run.claim(has_results=lambda: (self.root / "runs").is_dir())
+        task = self.task
+        write_json(self.root / PLAN_FILE, {
+            "preset": self.config.preset,
+            "task": {
+                "name": task.name, "description": task.description,
+                "modality": task.modality, "options": self.task_options,
+                "splits": {s.name: s.as_dict() for s in task.splits.values()},
+                "references": dict(getattr(task, "references", {})),
+                "metric_docs": dict(getattr(task, "metric_docs", {})),
+            },
+            "train_split": self.train_split,
+            "eval_splits": self.eval_splits,
+            "arms": self.arms,
+            "provenance": run_metadata(current, self.config.seeds[0]),
+        })
 
     def _stage(self, name: str, fn, *args, **kwargs):
         self.log(f"== {name}")
@@ -159,19 +162,26 @@ class Study:
         return result
 
     # -- stages ----------------------------------------------------------------------------
-    def coldstart(self) -> Path:
-        from gengap.coldstart import coldstart
+    def start_model(self) -> Path:
+        """The checkpoint every arm starts from: the tiny cold start, or the given model."""
+        if self.config.model == "tiny":
+            from gengap.coldstart import coldstart
 
-        path = coldstart(self.config.task, self.config.modality, **self.config.coldstart)
-        write_json(self.root / "coldstart.json", {"path": str(path)})
-        return Path(path)
+            path = Path(coldstart(self.task, **self.config.coldstart))
+        else:
+            from gengap.models.loading import resolve_spec
+
+            path = Path(resolve_spec(self.config.model, task=self.task))
+        write_json(self.root / "coldstart.json", {"path": str(path), "model": self.config.model})
+        return path
 
     def init_eval(self, model: Path) -> None:
         """The start point of every arm, evaluated once (greedy: seed-independent)."""
         from gengap.evaluate import evaluate
 
         out = self.root / "runs" / "init" / "seed-0"
-        result = evaluate(self._eval_config(str(model)), out / "eval", progress=False)
+        result = evaluate(self._eval_config(str(model)), out / "eval", progress=False,
+                          device=self.device)
         rows = [{"step": 0, "split": split, **metrics}
                 for split, metrics in result["results"].items()]
         write_jsonl(out / "curve.jsonl", [{k: v for k, v in r.items()
@@ -182,25 +192,25 @@ class Study:
 
         out = self.root / "difficulty"
         config = DifficultyConfig(model=str(model), task=self.config.task,
-                                  task_options=dict(self.config.task_options), split="train",
-                                  n=self.config.difficulty_n, k=self.config.k,
-                                  seed=self.config.seeds[0])
-        estimate_difficulty(config, out)
+                                  task_options=self.task_options, split=self.train_split,
+                                  n=self.task.count(self.train_split, self.config.difficulty_n,
+                                                    where="difficulty_n"),
+                                  k=self.config.k, seed=self.config.seeds[0])
+        estimate_difficulty(config, out, task=self.task, device=self.device)
         return out
 
     def curate(self, difficulty: Path) -> dict[str, Path]:
         """One SFT set per SFT arm (arms whose buckets are empty are skipped, with a note)."""
         from gengap.difficulty.curate import curate, meta_path
 
-        variants = {arm: SFT_VARIANTS[arm] for arm in self.config.arms if arm in SFT_VARIANTS}
-        if "sft-em" in self.config.arms:
-            variants.update({hard_arm(r): f"EM+hard:{r}" for r in self.config.hard_ratios})
         files, skipped = {}, {}
-        for arm, variant in variants.items():
+        for arm, spec in self.arms.items():
+            if spec["kind"] != "sft":
+                continue
             out = self.root / "data" / f"{arm}.jsonl"
             if not meta_path(out).exists():
                 try:
-                    meta = curate(difficulty, variant, out, seed=self.config.seeds[0])
+                    meta = curate(difficulty, spec["data"], out, seed=self.config.seeds[0])
                 except InputError as exc:
                     self.log(f"   skipping {arm}: {exc.message}")
                     skipped[arm] = exc.message
@@ -214,9 +224,9 @@ class Study:
     def _eval_config(self, model: str):
         from gengap.evaluate import EvalConfig
 
-        return EvalConfig(model=model, task=self.config.task, splits=self.config.eval_splits,
+        return EvalConfig(model=model, task=self.config.task, splits=self.eval_splits,
                           n=self.config.eval_n, verify_iters=1, temperature=0.0, seed=0,
-                          task_options=dict(self.config.task_options))
+                          task_options=self.task_options, clip_n=True)
 
     def _recipe(self, arm: str, model: Path, data: Path | None, seed: int, out: Path):
         """The arm's training recipe: same start, steps and prompts per step for every arm."""
@@ -226,14 +236,18 @@ class Study:
         common = {
             "model": str(model), "out": str(out), "steps": self.config.steps,
             "batch_size": self.config.batch_size, "seed": seed, "task": self.config.task,
-            "task_options": dict(self.config.task_options),
+            "task_options": self.task_options, "lora": self.config.lora,
             "save_every": self.config.eval_every, "eval_every": self.config.eval_every,
-            "eval_splits": list(self.config.eval_splits), "eval_n": self.config.eval_n,
+            "eval_splits": list(self.eval_splits), "eval_n": self.config.eval_n,
             "eval_verify_iters": 1, "save_only_model": True,
         }
-        if arm in GRPO_ARMS:
-            values = {**common, "n_prompts": self.config.difficulty_n, **self.config.grpo}
-            if arm == "grpo-filtered":
+        spec = self.arms[arm]
+        if spec["kind"] == "grpo":
+            values = {**common, "split": self.train_split,
+                      "n_prompts": self.task.count(self.train_split, self.config.difficulty_n,
+                                                   where="difficulty_n"),
+                      **self.config.grpo}
+            if spec.get("filter") == "difficulty":
                 values["filter_by_difficulty"] = str(self.root / "difficulty")
             return GRPORecipe(**values)
         values = {**common, "data": str(data), **self.config.sft}
@@ -248,18 +262,19 @@ class Study:
         summary_path = out / f"{arm}.json"
         if summary_path.exists():
             return json.loads(summary_path.read_text())["picked"]
-        lrs = self.config.grpo_lrs if arm in GRPO_ARMS else self.config.sft_lrs
+        lrs = self.config.grpo_lrs if self.arms[arm]["kind"] == "grpo" else self.config.sft_lrs
         if len(lrs) == 1:
             return lrs[0]
         recipe = self._recipe(arm, model, data, self.config.seeds[0], out / arm)
         result = pick_lr(recipe, lrs, out / arm, val_n=self.config.sweep_val_n,
-                         steps=self.config.sweep_steps)
-        ood_splits = [s for s in self.config.eval_splits if "ood" in s]
+                         steps=self.config.sweep_steps, device=self.device)
+        ood_splits = [s.name for s in self.task.with_role("ood") if s.name in self.eval_splits]
         ood = []
         for row in result["results"]:
             config = dataclasses.replace(self._eval_config(str(Path(row["run"]) / "final")),
                                          splits=ood_splits[:1], n=self.config.sweep_ood_n)
-            res = evaluate(config, Path(row["run"]) / "ood-eval", progress=False)["results"]
+            res = (evaluate(config, Path(row["run"]) / "ood-eval", progress=False,
+                            device=self.device)["results"] if ood_splits else {})
             ood.append(next(iter(res.values()))["success"] if res else None)
         write_json(summary_path, {
             "lrs": [r["learning_rate"] for r in result["results"]],
@@ -276,7 +291,7 @@ class Study:
         out = self.root / "runs" / arm / f"seed-{seed}"
         recipe = dataclasses.replace(self._recipe(arm, model, data, seed, out),
                                      learning_rate=lr)
-        (train_grpo if arm in GRPO_ARMS else train_sft)(recipe)
+        (train_grpo if self.arms[arm]["kind"] == "grpo" else train_sft)(recipe)
 
     # -- the whole study -------------------------------------------------------------------
     def run(self) -> Path:
@@ -284,22 +299,21 @@ class Study:
         from gengap.report import write_report
 
         self._claim()
-        model = self._stage("cold start", self.coldstart)
+        model = self._stage("start model", self.start_model)
         self._stage("init evaluation", self.init_eval, model)
         difficulty = self._stage("difficulty", self.difficulty, model)
         files = self._stage("curate", self.curate, difficulty)
-        arms = [a for a in self.config.all_arms() if a in GRPO_ARMS or a in files]
-        # Ablation arms share their reference arm's learning rate (SFT-EM's; filtered GRPO
-        # takes GRPO's): an ablation varies the data only.
-        shared = {"grpo-filtered": "grpo"}
+        arms = [a for a, spec in self.arms.items() if spec["kind"] == "grpo" or a in files]
+        # Ablation arms share their reference arm's learning rate: an ablation varies the
+        # data only (without its reference arm, an ablation arm is swept itself).
         lrs = {}
         for arm in arms:
-            if arm.startswith("sft-em-hard") or (arm in shared and shared[arm] in arms):
+            if self.arms[arm].get("lr_from") in arms:
                 continue
             lrs[arm] = self._stage(f"lr sweep {arm}", self.sweep, arm, model, files.get(arm))
             self.log(f"   {arm}: lr {lrs[arm]:g}")
         for arm in arms:
-            lr = lrs.get(arm) or lrs.get(shared.get(arm, "sft-em"))
+            lr = lrs.get(arm) or lrs[self.arms[arm]["lr_from"]]
             for seed in self.config.seeds:
                 self._stage(f"train {arm} seed {seed}", self.train, arm, model, files.get(arm),
                             seed, lr)
@@ -308,7 +322,7 @@ class Study:
 
 
 def reproduce(preset: str, out: str | Path, *, quick: bool = False,
-              overrides: list[str] = ()) -> Path:
+              overrides: list[str] = (), device: str = "auto") -> Path:
     """Run the preset's study in `out` (continuing a stopped one); returns report.md."""
     config = load_preset(preset, quick=quick, overrides=list(overrides))
-    return Study(config, out).run()
+    return Study(config, out, device=device).run()

@@ -6,11 +6,11 @@ The output is a conversational prompt/completion dataset that TRL's `SFTTrainer`
      "id": ..., "index": ..., "pass_rate": ..., "bucket": ..., ["image": ...]}
 
 Targets are the task's ground-truth answers (as in DC-SFT), never the model's own rollouts.
-Image tasks get one `image` column (TRL's collator turns it into `images=[image]` and fills the
-`{"type": "image"}` placeholder of the prompt). In Parquet the image bytes live in the file (a
-`datasets.Image` feature, decoded by `load_dataset("parquet", ...)`); in JSONL the column holds
-the path of a PNG written beside the file, relative to it: load such a file with
-`load_curated`, which resolves the paths and casts the column to `datasets.Image`.
+Image tasks get an `images` column (a list per row, in the order of the prompt's
+`{"type": "image"}` parts, which TRL's collator fills). In Parquet the image bytes live in the
+file (a sequence of `datasets.Image`, decoded by `load_dataset("parquet", ...)`); in JSONL the
+column holds paths of PNGs written beside the file, relative to it: load such a file with
+`load_curated`, which resolves the paths and casts the column to images.
 
 Provenance (difficulty run, its fingerprint, variant, seed, counts) goes to ``FILE.meta.json``.
 """
@@ -159,16 +159,19 @@ def build_rows(task: Any, records: Sequence[dict[str, Any]], out: Path) -> list[
             "pass_rate": r["pass_rate"],
             "bucket": r["bucket"],
         }
-        image = task.image(sample)
-        if image is not None:
+        images = task.images(sample)
+        if images:
             if jsonl:
-                path = images_dir(out) / f"{r['index']:08d}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_open(path, "wb") as f:
-                    image.save(f, format="PNG")
-                row["image"] = str(path.relative_to(out.parent))
+                paths = []
+                for j, image in enumerate(images):
+                    path = images_dir(out) / f"{r['index']:08d}-{j}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_open(path, "wb") as f:
+                        image.save(f, format="PNG")
+                    paths.append(str(path.relative_to(out.parent)))
+                row["images"] = paths
             else:
-                row["image"] = {"bytes": _png_bytes(image), "path": None}
+                row["images"] = [{"bytes": _png_bytes(image), "path": None} for image in images]
         rows.append(row)
     return rows
 
@@ -177,10 +180,10 @@ def _write_parquet(out: Path, rows: list[dict[str, Any]]) -> None:
     import datasets
 
     dataset = datasets.Dataset.from_list(rows)
-    if "image" in dataset.column_names:
+    if "images" in dataset.column_names:
         # The Image feature is stored in the Parquet schema metadata, so load_dataset decodes
         # the column back to PIL images without any help from us.
-        dataset = dataset.cast_column("image", datasets.Image())
+        dataset = dataset.cast_column("images", datasets.Sequence(datasets.Image()))
     # datasets draws a progress bar for even a one-batch write; keep the CLI output clean.
     was_disabled = datasets.utils.are_progress_bars_disabled()
     datasets.disable_progress_bars()
@@ -212,9 +215,9 @@ def curate(
     records = load_records(difficulty_dir)
     selection = select(records, variant, min_rate=min_rate, max_rate=max_rate, size=size,
                        seed=seed)
-    from gengap.tasks.registry import get_task
+    from gengap.tasks.registry import build_task
 
-    task = get_task(config.task, **config.task_options)
+    task = build_task(config.task, config.task_options)
     rows = build_rows(task, selection.records, out)
     if out.suffix == ".jsonl":
         write_jsonl(out, rows)
@@ -251,11 +254,11 @@ def curate(
 
 
 def _image_note(rows: list[dict[str, Any]], out: Path) -> str | None:
-    if "image" not in rows[0]:
+    if "images" not in rows[0]:
         return None
     if out.suffix == ".jsonl":
-        return "PNG path relative to this file; load with gengap.difficulty.curate.load_curated"
-    return "PNG bytes (datasets.Image feature)"
+        return "PNG paths relative to this file; load with gengap.difficulty.curate.load_curated"
+    return "PNG bytes (a sequence of datasets.Image)"
 
 
 def meta_path(out: str | Path) -> Path:
@@ -275,10 +278,15 @@ def load_curated(path: str | Path) -> Any:
     if fmt is None:
         raise InputError(f"unknown dataset format {path.suffix!r}", where=str(path))
     dataset = datasets.load_dataset(fmt, data_files=str(path), split="train")
-    if fmt == "json" and "image" in dataset.column_names:
+    if fmt == "json":
+        # Image paths are relative to the file: an `images` list, or one `image` per row.
         base = path.parent
-        dataset = dataset.map(lambda row: {"image": str(base / row["image"])})
-        dataset = dataset.cast_column("image", datasets.Image())
+        if "images" in dataset.column_names:
+            dataset = dataset.map(lambda row: {"images": [str(base / p) for p in row["images"]]})
+            dataset = dataset.cast_column("images", datasets.Sequence(datasets.Image()))
+        elif "image" in dataset.column_names:
+            dataset = dataset.map(lambda row: {"image": str(base / row["image"])})
+            dataset = dataset.cast_column("image", datasets.Image())
     return dataset
 
 

@@ -20,23 +20,21 @@ merges everything into ``DIR/difficulty.parquet`` (sorted by index) plus ``DIR/s
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from gengap.errors import InputError
-from gengap.io import atomic_open, read_jsonl, write_json
+from gengap.io import read_jsonl, write_json
 from gengap.runinfo import run_metadata
+from gengap.runs import PartStore, RunDir, read_records, write_records
 
 BUCKETS = ("easy", "medium", "hard")
 FORMATS = ("parquet", "jsonl")
@@ -80,6 +78,9 @@ class DifficultyConfig:
     backend: str = "hf"
     store_generations: bool = False
     format: str = "parquet"
+    # Attempts per episode: 1 = DC-SFT's single-shot pass rate; more rates whole episodes
+    # (a sample is "correct" when its episode succeeds).
+    verify_iters: int = 1
 
     def validate(self) -> None:
         """Raise `InputError` for values no run can use."""
@@ -87,13 +88,22 @@ class DifficultyConfig:
             raise InputError(f"--n must be at least 1, got {self.n}")
         if self.k < 1:
             raise InputError(f"--k must be at least 1, got {self.k}")
+        if self.verify_iters < 1:
+            raise InputError(f"verify_iters must be at least 1, got {self.verify_iters}")
         if self.format not in FORMATS:
             raise InputError(f"unknown format {self.format!r}", hint=f"use one of {FORMATS}")
         # Sampling values are checked by `gengap.rollout.SamplingParams` itself.
 
+    def stored(self) -> dict[str, Any]:
+        """The fields that decide the records (what the run directory is claimed with)."""
+        out = asdict(self)
+        if out["verify_iters"] == 1:
+            del out["verify_iters"]  # runs from before episodes keep their fingerprint
+        return out
+
     def fingerprint(self) -> str:
         """A short hash of the fields that decide the records."""
-        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        blob = json.dumps(self.stored(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -177,17 +187,15 @@ SamplerFactory = Callable[[DifficultyConfig, Any], tuple[Sampler, dict[str, Any]
 """(config, task) -> (sampler, model info for the summary). Tests inject fakes through it."""
 
 
-def load_sampler(config: DifficultyConfig, task: Any) -> tuple[Sampler, dict[str, Any]]:
+def load_sampler(config: DifficultyConfig, task: Any,
+                 device: str = "auto") -> tuple[Sampler, dict[str, Any]]:
     """Load `config.model` with gengap's loader and wrap it in the requested engine."""
-    import torch
-
-    from gengap.models import load_model
+    from gengap.models import load_model, resolve_device
     from gengap.rollout import make_sampler
 
-    modality = config.task_options.get("modality", "text")
     # Under `accelerate launch` / torchrun each rank samples on its own GPU.
-    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-    loaded = load_model(config.model, task_name=task.name, modality=modality, device=device)
+    device = resolve_device(device, local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+    loaded = load_model(config.model, task=task, device=device)
     processor = loaded.processor if loaded.processor is not None else loaded.tokenizer
     sampler = make_sampler(loaded.model, processor, backend=config.backend)
     info = {"spec": config.model, "path": str(loaded.path), "is_vlm": bool(loaded.is_vlm)}
@@ -221,9 +229,9 @@ def model_fingerprint(path: str | Path | None) -> str | None:
 
 def make_task(config: DifficultyConfig) -> Any:
     """Build the configured task from the registry."""
-    from gengap.tasks.registry import get_task
+    from gengap.tasks.registry import build_task
 
-    return get_task(config.task, **config.task_options)
+    return build_task(config.task, config.task_options)
 
 
 def _sampling_params(config: DifficultyConfig) -> Any:
@@ -272,81 +280,13 @@ def _schema(store_generations: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def write_records(path: Path, records: list[dict[str, Any]], fmt: str, store_gen: bool) -> None:
-    """Atomically write `records` (tmp file + rename: a kill leaves no half-written part)."""
-    if fmt == "parquet":
-        table = pa.Table.from_pylist(records, schema=_schema(store_gen))
-        with atomic_open(path, "wb") as f:
-            pq.write_table(table, f)
-    else:
-        with atomic_open(path) as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+def _parts(shard_dir: Path, config: DifficultyConfig) -> PartStore:
+    schema = _schema(config.store_generations) if config.format == "parquet" else None
+    return PartStore(shard_dir / "parts", config.format, schema)
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Read a part or result file written by `write_records`."""
-    if path.suffix == ".parquet":
-        return pq.read_table(path).to_pylist()
-    return [row for _, row in read_jsonl(path)]
-
-
-def _part_files(parts_dir: Path, fmt: str) -> list[Path]:
-    if not parts_dir.is_dir():
-        return []
-    return sorted(parts_dir.glob(f"part-*{_part_suffix(fmt)}"))
-
-
-def _clean_stale_tmp(directory: Path) -> None:
-    # atomic_open's temporaries are dot-files; a SIGKILL mid-write can leave one behind.
-    if directory.is_dir():
-        for tmp in directory.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Run directory bookkeeping
-
-
-def _claim_config(out_dir: Path, config: DifficultyConfig, shards: int) -> None:
-    """Create DIR/config.json, or check that the one there describes the same run."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / CONFIG_FILE
-    content = {
-        "fingerprint": config.fingerprint(),
-        "shards": shards,
-        "config": asdict(config),
-    }
-    if not path.exists():
-        # Write a temporary file and hard-link it into place: link fails if another shard got
-        # there first, so two processes can never both believe they created the run.
-        tmp = out_dir / f".{CONFIG_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(content, indent=2, default=str) + "\n")
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
-    existing = load_run_config(out_dir)
-    if existing["fingerprint"] != content["fingerprint"]:
-        old = existing["config"]
-        new = content["config"]
-        diffs = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
-                 for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
-        raise InputError(
-            "the arguments differ from the difficulty run already in this directory ("
-            + "; ".join(diffs) + ")",
-            where=str(out_dir),
-            hint="rerun with the original arguments to resume, or choose a new --out directory",
-        )
-    if existing.get("shards", 1) != shards:
-        raise InputError(
-            f"this directory holds a run split into {existing.get('shards', 1)} shard(s), "
-            f"not {shards}",
-            where=str(out_dir),
-            hint=f"resume with --shard i/{existing.get('shards', 1)} or choose a new --out",
-        )
+def _run_dir(out_dir: Path, config: DifficultyConfig) -> RunDir:
+    return RunDir(out_dir, "difficulty", config.stored(), filename=CONFIG_FILE)
 
 
 def load_run_config(out_dir: str | Path) -> dict[str, Any]:
@@ -368,28 +308,6 @@ def config_from_dict(data: dict[str, Any]) -> DifficultyConfig:
     return DifficultyConfig(**data)
 
 
-@contextlib.contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """Hold an advisory lock on `directory` so two processes never fill the same shard.
-
-    flock is released by the kernel when the holder dies, so a SIGKILLed run never leaves a
-    stale lock behind (a pid file would).
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(
-                "another process is writing this difficulty run right now", where=str(directory),
-                hint="wait for it to finish, or stop it first",
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 # --------------------------------------------------------------------------------------------
 # Estimation
 
@@ -407,33 +325,18 @@ class ShardProgress:
     summary: dict[str, Any] | None
 
 
-def _categories(task: Any, sample: Any) -> dict[str, Any]:
-    getter = getattr(task, "categories", None)
-    return dict(getter(sample)) if callable(getter) else {}
-
-
 def score_chunk(
     task: Any, sampler: Sampler, params: Any, config: DifficultyConfig, indices: Sequence[int]
 ) -> tuple[list[dict[str, Any]], int]:
-    """Sample k completions for each index and judge them; returns (records, tokens)."""
+    """Run k episodes for each index and judge them; returns (records, tokens)."""
+    from gengap.rollout.episodes import group_by_sample, run_episodes
+
     samples = [task.sample(config.split, i, config.data_seed) for i in indices]
-    prompts = [task.messages(s) for s in samples]
-    images = [task.image(s) for s in samples]
-    result = sampler.generate(
-        prompts,
-        images if any(img is not None for img in images) else None,
-        params,
-        keys=[s.id for s in samples],
-        progress=False,
-    )
-    if len(result.completions) != len(samples):
-        raise RuntimeError(
-            f"sampler returned {len(result.completions)} groups for {len(samples)} prompts"
-        )
+    episodes = run_episodes(sampler, task, samples, params, config.verify_iters)
     records = []
-    for index, sample, group in zip(indices, samples, result.completions, strict=True):
-        verdicts = [task.verify(sample, c.text) for c in group]
-        n_correct = sum(bool(v.correct) for v in verdicts)
+    for index, sample, group in zip(indices, samples, group_by_sample(episodes, config.k),
+                                    strict=True):
+        n_correct = sum(e.success for e in group)
         record: dict[str, Any] = {
             "index": int(index),
             "id": sample.id,
@@ -441,29 +344,19 @@ def score_chunk(
             "n_correct": n_correct,
             "pass_rate": n_correct / len(group) if group else 0.0,
             "bucket": bucket_of(n_correct, len(group)),
-            "rewards": [float(v.reward) for v in verdicts],
-            "correct": [bool(v.correct) for v in verdicts],
-            "generated_tokens": int(sum(c.num_tokens for c in group)),
+            "rewards": [e.reward for e in group],
+            "correct": [bool(e.success) for e in group],
+            "generated_tokens": int(sum(e.generated_tokens for e in group)),
             "task_row": json.dumps(task.row(sample), ensure_ascii=False, sort_keys=True),
-            "categories": json.dumps(_categories(task, sample), ensure_ascii=False,
+            "categories": json.dumps(task.categories(sample), ensure_ascii=False,
                                      sort_keys=True, default=str),
         }
         if config.store_generations:
-            record["generations"] = [c.text for c in group]
-            record["finished"] = [bool(c.finished) for c in group]
+            # The last completion of each episode (the only one when verify_iters is 1).
+            record["generations"] = [e.attempts[-1] for e in group]
+            record["finished"] = [True for _ in group]
         records.append(record)
-    return records, int(getattr(result, "generated_tokens", 0) or 0)
-
-
-def _done_indices(parts: list[Path]) -> set[int]:
-    done: set[int] = set()
-    for part in parts:
-        if part.suffix == ".parquet":
-            column = pq.read_table(part, columns=["index"]).column("index").to_pylist()
-        else:
-            column = [row["index"] for row in read_records(part)]
-        done.update(int(i) for i in column)
-    return done
+    return records, int(sum(e.generated_tokens for e in episodes))
 
 
 def estimate_difficulty(
@@ -476,6 +369,7 @@ def estimate_difficulty(
     task: Any = None,
     progress: bool = True,
     merge: bool = True,
+    device: str = "auto",
 ) -> ShardProgress:
     """Run (or resume) difficulty estimation for one shard and merge when all shards are done.
 
@@ -491,43 +385,39 @@ def estimate_difficulty(
         raise InputError(f"--chunk-size must be at least 1, got {chunk_size}")
     out_dir = Path(out_dir)
     task = task if task is not None else make_task(config)
-    if config.split not in task.splits:
-        raise InputError(
-            f"task {task.name!r} has no split {config.split!r}", where="--split",
-            hint=f"choose one of {', '.join(task.splits)}",
-        )
+    task.count(config.split, config.n)  # the split exists and holds n samples
     if config.max_new_tokens is None:
         config = DifficultyConfig(**{**asdict(config), "max_new_tokens": task.max_new_tokens})
     params = _sampling_params(config)  # validates the sampling settings before any file exists
-    _claim_config(out_dir, config, shard.count)
+    run_dir = _run_dir(out_dir, config)
+    run_dir.claim(has_results=lambda: _has_parts(out_dir), extra={"shards": shard.count})
 
     shard_dir = shard.dirname(out_dir)
-    parts_dir = shard_dir / "parts"
     started = time.perf_counter()
     processed = 0
-    with _exclusive(shard_dir):
-        _clean_stale_tmp(parts_dir)
-        parts = _part_files(parts_dir, config.format)
+    with run_dir.lock(shard_dir.relative_to(out_dir) if shard.count > 1 else None):
+        store = _parts(shard_dir, config)
+        parts = store.files()
         wanted = shard.indices(config.n)
-        done = _done_indices(parts)
+        done = store.done(lambda r: int(r["index"]))
         todo = [i for i in wanted if i not in done]
         if todo:
-            factory = sampler_factory or load_sampler
-            sampler, model_info = factory(config, task)
+            if sampler_factory is None:
+                sampler, model_info = load_sampler(config, task, device)
+            else:
+                sampler, model_info = sampler_factory(config, task)
             _check_model(shard_dir, model_info)
             bar = tqdm(total=len(wanted), initial=len(wanted) - len(todo), unit="sample",
                        desc=f"difficulty {shard.index}/{shard.count}", disable=not progress,
                        dynamic_ncols=True)
-            next_part = 1 + max((int(p.stem.split("-")[1]) for p in parts), default=-1)
+            del parts
             for start in range(0, len(todo), chunk_size):
                 chunk = todo[start:start + chunk_size]
                 t0 = time.perf_counter()
                 records, tokens = score_chunk(task, sampler, params, config, chunk)
                 seconds = time.perf_counter() - t0
-                path = parts_dir / f"part-{next_part:05d}{_part_suffix(config.format)}"
-                write_records(path, records, config.format, config.store_generations)
+                path = store.write_part(records)
                 _append_timing(shard_dir, path.name, len(chunk), seconds, tokens)
-                next_part += 1
                 processed += len(chunk)
                 bar.update(len(chunk))
                 bar.set_postfix(rollouts_s=f"{len(chunk) * config.k / max(seconds, 1e-9):.0f}")
@@ -541,6 +431,11 @@ def estimate_difficulty(
     summary = merge_shards(out_dir) if merge else None
     return ShardProgress(shard, len(wanted), len(wanted) - len(todo), processed, seconds,
                          summary is not None, summary)
+
+
+def _has_parts(out_dir: Path) -> bool:
+    """Whether a difficulty directory already holds records (of any shard)."""
+    return any(out_dir.glob("parts/part-*")) or any(out_dir.glob("shard-*/parts/part-*"))
 
 
 def _check_model(shard_dir: Path, info: dict[str, Any]) -> None:
@@ -615,8 +510,7 @@ def merge_shards(out_dir: str | Path) -> dict[str, Any] | None:
     invocations = 0
     for s in shards:
         sdir = s.dirname(out_dir)
-        for part in _part_files(sdir / "parts", config.format):
-            records.extend(read_records(part))
+        records.extend(_parts(sdir, config).records())
         if (sdir / "timings.jsonl").is_file():
             timings.extend(row for _, row in read_jsonl(sdir / "timings.jsonl"))
         if (sdir / "runs.jsonl").is_file():
@@ -637,8 +531,8 @@ def merge_shards(out_dir: str | Path) -> dict[str, Any] | None:
             hint="rerun the difficulty command for the incomplete shard(s)",
         )
     suffix = _part_suffix(config.format)
-    write_records(out_dir / f"{RESULT_STEM}{suffix}", records, config.format,
-                  config.store_generations)
+    schema = _schema(config.store_generations) if config.format == "parquet" else None
+    write_records(out_dir / f"{RESULT_STEM}{suffix}", records, schema)
     summary = summarize(records, config, timings, model_info, shard_count)
     # Shards run side by side: the run took as long as its slowest shard (killed invocations
     # are not counted: they end without a chance to log).
@@ -698,7 +592,7 @@ def summarize(
             if compute_seconds else None,
             "generated_tokens": tokens,
         },
-        "provenance": run_metadata(asdict(config), config.seed),
+        "provenance": run_metadata(config.stored(), config.seed),
     }
 
 

@@ -255,7 +255,7 @@ def render_markdown(
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
                  examples_per_bucket: int = 3, seed: int = 0) -> Path:
     """Write the report of a finished difficulty run; returns the markdown file's path."""
-    from gengap.tasks.registry import get_task
+    from gengap.tasks.registry import build_task
 
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
@@ -264,7 +264,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
     records = load_records(run_dir)
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text())
-    task = get_task(config.task, **config.task_options)
+    task = build_task(config.task, config.task_options)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = []
     title = (f"{config.task} / {config.split}: {len(records)} samples, k={config.k}, "

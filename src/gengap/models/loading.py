@@ -1,7 +1,7 @@
 """Load any model gengap works with: the embedded tiny default or an HF checkpoint.
 
-`load_model("tiny", task_name=..., modality=...)` resolves to the cached cold-started tiny
-model for that task and modality (running the cold start once if it is missing). Any other
+`load_model("tiny", task=task)` resolves to the cached cold-started tiny model for that
+configured task (running the cold start once if it is missing). Any other
 spec is a local directory or, on a machine with hub access, a hub id; causal LMs load with
 `AutoModelForCausalLM` + `AutoTokenizer`, VLMs (LLaVA, Qwen2-VL / Qwen2.5-VL, Mllama, ...)
 with `AutoModelForImageTextToText` + `AutoProcessor`. Optional LoRA goes through PEFT.
@@ -79,17 +79,32 @@ def is_vlm_config(config: Any) -> bool:
     )
 
 
-def resolve_spec(spec: str, *, task_name: str | None, modality: str) -> Path | str:
+def resolve_device(device: str | torch.device | None = "auto", local_rank: int = 0) -> str:
+    """'auto' -> CUDA (this process's local rank) when a GPU is visible, else CPU."""
+    if device is None or str(device) == "auto":
+        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    text = str(device)
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {text!r} was asked for but no CUDA GPU is visible",
+                         hint="use --device auto or --device cpu")
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise InputError(f"unknown device {text!r}", hint="auto, cpu, cuda or cuda:N") from None
+    return text
+
+
+def resolve_spec(spec: str, *, task: Any = None) -> Path | str:
     """'tiny' -> the cached cold-started checkpoint; a directory -> itself; else a hub id."""
     if spec == TINY_SPEC:
-        if task_name is None:
+        if task is None:
             raise InputError(
-                "the embedded tiny model is cold-started per task: a task name is needed",
-                hint="pass --task (or task_name=...) together with --model tiny",
+                "the embedded tiny model is cold-started per task: a task is needed",
+                hint="pass --task together with --model tiny",
             )
         from gengap.coldstart import coldstart
 
-        return coldstart(task_name, modality)
+        return coldstart(task)
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -146,21 +161,25 @@ def load_tokenizer(path: str | Path) -> Any:
 def load_model(
     spec: str,
     *,
-    task_name: str | None = None,
-    modality: str = "text",
+    task: Any = None,
+    modality: str | None = None,
     lora: dict[str, Any] | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     dtype: str | torch.dtype | None = None,
     chat_template: str | None = None,
 ) -> LoadedModel:
-    """Load `spec` ("tiny", a checkpoint directory or a hub id) for `task_name` / `modality`.
+    """Load `spec` ("tiny", a checkpoint directory or a hub id) for `task`.
 
+    modality:      what the caller will feed it (default: the task's, else text); an image
+                   task needs a vision-language model.
     lora:          PEFT `LoraConfig` fields (merged over `LORA_DEFAULTS`); `{}` = defaults.
+    device:        "auto" (CUDA when visible, else CPU), "cpu", "cuda", "cuda:N".
     dtype:         torch dtype; default float32 on CPU and the checkpoint's own elsewhere.
     chat_template: a Jinja template for checkpoints that ship none (base models).
     """
-    path = resolve_spec(spec, task_name=task_name, modality=modality)
-    device = torch.device(device)
+    modality = modality or (task.modality if task is not None else "text")
+    path = resolve_spec(spec, task=task)
+    device = torch.device(resolve_device(device))
     if dtype is None:
         dtype = torch.float32 if device.type == "cpu" else "auto"
     try:

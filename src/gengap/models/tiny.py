@@ -88,10 +88,10 @@ def _split_overrides(
 
 
 def build_tokenizer_and_processor(
-    modality: str, vision: dict[str, Any] | None = None
+    modality: str, vision: dict[str, Any] | None = None, extra_characters: tuple[str, ...] = ()
 ) -> PreTrainedTokenizerFast | LlavaProcessor:
     """The tokenizer (text) or `LlavaProcessor` (image) that goes with a tiny model."""
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_char_tokenizer(extra_characters=extra_characters)
     if modality == "text":
         return tokenizer
     vision = vision or VISION_DEFAULTS
@@ -117,18 +117,20 @@ def build_tokenizer_and_processor(
 
 
 def build_tiny(
-    modality: str = "text", *, seed: int | None = None, **config_overrides: Any
+    modality: str = "text", *, seed: int | None = None,
+    extra_characters: tuple[str, ...] = (), **config_overrides: Any
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast | LlavaProcessor]:
     """A fresh, randomly initialised tiny model and its tokenizer / processor.
 
     `config_overrides` are `Qwen2Config` fields for the decoder (e.g. ``hidden_size=128``) and
     `SiglipVisionConfig` fields prefixed with ``vision_`` for the vision tower
-    (e.g. ``vision_image_size=64``). `seed` makes the initial weights reproducible.
+    (e.g. ``vision_image_size=64``). `seed` makes the initial weights reproducible;
+    `extra_characters` extend the character vocabulary (a task's non-ASCII characters).
     """
     if modality not in MODALITIES:
         raise InputError(f"unknown modality {modality!r}", hint=f"one of {MODALITIES}")
     text, vision = _split_overrides(modality, config_overrides)
-    processor = build_tokenizer_and_processor(modality, vision)
+    processor = build_tokenizer_and_processor(modality, vision, extra_characters)
     tokenizer = processor if modality == "text" else processor.tokenizer
     token_ids = {
         "vocab_size": len(tokenizer),

@@ -64,16 +64,20 @@ def build_char_tokenizer(
     model_max_length: int = 2048,
     *,
     extra_special_tokens: tuple[str, ...] = (),
+    extra_characters: tuple[str, ...] = (),
     template: str = CHAT_TEMPLATE,
 ) -> PreTrainedTokenizerFast:
     """A fresh character-level tokenizer with gengap's chat template and special tokens.
 
     `extra_special_tokens` get ids after the characters (e.g. Qwen2-VL's vision
-    markers), so the ids of everything else do not move.
+    markers), so the ids of everything else do not move; `extra_characters` (characters a
+    task's data uses beyond printable ASCII) come after those.
     """
     specials = (*SPECIAL_TOKENS, *extra_special_tokens)
+    extra = tuple(c for c in dict.fromkeys(extra_characters)
+                  if len(c) == 1 and c not in CHARACTERS)
     vocab = {token: i for i, token in
-             enumerate((*SPECIAL_TOKENS, *CHARACTERS, *extra_special_tokens))}
+             enumerate((*SPECIAL_TOKENS, *CHARACTERS, *extra_special_tokens, *extra))}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
     # Every character is its own pre-token, so WordLevel maps characters one to one.
     backend.pre_tokenizer = pre_tokenizers.Split(Regex(""), behavior="isolated")

@@ -2,7 +2,8 @@
 
 Layout written by `gengap.study`:
 
-    DIR/study.json                       preset, resolved config, provenance
+    DIR/study.json                       the resolved config (and its fingerprint)
+    DIR/plan.json                        arms as data, the task's splits by role, references
     DIR/difficulty/summary.json          the difficulty pass (bucket counts, histogram, time)
     DIR/runs/<arm>/seed-<s>/curve.jsonl  {"step", "split", "success", "success_stderr", ...}
     DIR/runs/<arm>/seed-<s>/budget.json  steps, epochs, wall seconds, tokens, FLOPs, lr
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gengap.study import SKIPPED_FILE, hard_share
+from gengap.arms import hard_share
+
+SKIPPED_FILE = "skipped.json"  # DIR/data/skipped.json (written by the study)
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -69,22 +72,52 @@ class Study:
     root: Path
     meta: dict[str, Any]
     difficulty: dict[str, Any] | None
+    plan: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, list[Run]] = field(default_factory=dict)
     sweeps: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # arm -> why it was not trained
 
     @property
     def splits(self) -> list[str]:
-        return list(self.meta.get("config", {}).get("eval_splits", []))
+        """The evaluated splits (the study's plan; older studies: their config)."""
+        return list(self.plan.get("eval_splits")
+                    or self.meta.get("config", {}).get("eval_splits") or [])
+
+    def split_info(self, split: str) -> dict[str, Any]:
+        return self.plan.get("task", {}).get("splits", {}).get(split, {})
+
+    def with_role(self, role: str) -> list[str]:
+        """Evaluated splits of `role` (test, ood)."""
+        return [s for s in self.splits if self.split_info(s).get("role") == role]
+
+    @property
+    def ood_splits(self) -> list[str]:
+        return self.with_role("ood")
+
+    @property
+    def id_split(self) -> str | None:
+        found = self.with_role("test")
+        return found[0] if found else None
+
+    def axis(self, split: str) -> str:
+        return self.split_info(split).get("axis") or split
+
+    def reference(self, claim: str, default: str) -> str:
+        """What the studies published for this claim on this study's task (else `default`)."""
+        return self.plan.get("task", {}).get("references", {}).get(claim, default)
+
+    def arm_spec(self, arm: str) -> dict[str, Any]:
+        return self.plan.get("arms", {}).get(arm, {})
 
     def arms(self) -> list[str]:
-        order = self.meta.get("config", {}).get("arms", [])
+        order = ["init", *self.plan.get("arms", {})]
         return [a for a in order if a in self.runs] + sorted(set(self.runs) - set(order))
 
     def hard_ratio_arms(self) -> list[tuple[float, str]]:
         """(hard share, arm) of the trained SFT-EM + hard ablation arms, smallest share first."""
-        return sorted((share, arm) for arm in self.runs
-                      if (share := hard_share(arm)) is not None)
+        shares = {arm: self.arm_spec(arm).get("hard_share", hard_share(arm))
+                  for arm in self.runs}
+        return sorted((share, arm) for arm, share in shares.items() if share is not None)
 
     def final_success(self, arm: str, split: str) -> tuple[float, float, int] | None:
         """Mean and standard error over seeds of the final success (binomial se for 1 seed)."""
@@ -105,6 +138,7 @@ def load_study(root: str | Path) -> Study:
     root = Path(root)
     study = Study(root, _json(root / "study.json") or {},
                   _json(root / "difficulty" / "summary.json"),
+                  plan=_json(root / "plan.json") or {},
                   skipped=_json(root / "data" / SKIPPED_FILE) or {})
     runs_dir = root / "runs"
     if runs_dir.is_dir():

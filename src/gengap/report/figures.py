@@ -14,8 +14,8 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
 import numpy as np
 
+from gengap.arms import hard_share
 from gengap.report.collect import Study
-from gengap.study import hard_share
 
 ARM_COLOURS = {
     "init": "#555555", "sft-all": "#d62728", "sft-e": "#ff9896", "sft-m": "#9467bd",
@@ -57,7 +57,7 @@ def _mean_curve(study: Study, arm: str, split: str) -> tuple[list[int], list[flo
 def success_curves(study: Study, out: Path) -> Path | None:
     """Success vs training step, one panel per split, one line per arm (mean +- se)."""
     splits = study.splits
-    arms = [a for a in study.arms() if not a.startswith("sft-em-hard") and a != "init"]
+    arms = [a for a in study.arms() if hard_share(a) is None and a != "init"]
     if not splits or not arms:
         return None
     fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 4), squeeze=False)
@@ -84,15 +84,14 @@ def success_curves(study: Study, out: Path) -> Path | None:
 
 def id_vs_ood(study: Study, out: Path) -> Path | None:
     """Final ID success against final OOD success, one point per arm (with error bars)."""
-    splits = study.splits
-    ood = [s for s in splits if "ood" in s]
-    if "test-id" not in splits or not ood:
+    ood, id_split = study.ood_splits, study.id_split
+    if id_split is None or not ood:
         return None
     fig, axes = plt.subplots(1, len(ood), figsize=(5 * len(ood), 4.2), squeeze=False)
     for ax, split in zip(axes[0], ood):
         labels_at: dict[tuple[float, float], int] = {}  # arms on one point: stack their labels
         for arm in study.arms():
-            x, y = study.final_success(arm, "test-id"), study.final_success(arm, split)
+            x, y = study.final_success(arm, id_split), study.final_success(arm, split)
             if not x or not y:
                 continue
             point = (100 * x[0], 100 * y[0])
@@ -102,7 +101,7 @@ def id_vs_ood(study: Study, out: Path) -> Path | None:
             labels_at[point] = stacked + 1
             ax.annotate(arm, point, textcoords="offset points", xytext=(5, 4 - 10 * stacked),
                         fontsize=8)
-        ax.set_xlabel("ID success (%)")
+        ax.set_xlabel(f"ID success (%, {id_split})")
         ax.set_ylabel(f"{split} success (%)")
         ax.grid(alpha=0.3)
     return _save(fig, out)
@@ -188,8 +187,9 @@ def wall_time(study: Study, out: Path) -> Path | None:
     difficulty = (study.difficulty or {}).get("speed", {}).get("compute_seconds") or 0.0
     train = [statistics.fmean(r.budget["wall_seconds"] for r in study.runs[a] if r.budget)
              for a in arms]
-    extra = [difficulty if a in ("sft-e", "sft-m", "sft-h", "sft-em") or
-             a.startswith("sft-em-hard") else 0.0 for a in arms]
+    # DC-SFT arms (curated by difficulty) pay for the difficulty pass; SFT-all does not.
+    extra = [difficulty if study.arm_spec(a).get("kind") == "sft"
+             and study.arm_spec(a).get("data") != "all" else 0.0 for a in arms]
     fig, ax = plt.subplots(figsize=(1.0 * len(arms) + 3, 3.8))
     ax.bar(arms, train, color=[_colour(a) or "#999999" for a in arms], label="training")
     ax.bar(arms, extra, bottom=train, color="#bbbbbb", label="difficulty pass")

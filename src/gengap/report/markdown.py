@@ -60,7 +60,7 @@ def zero_std_lines(study: Study) -> list[str]:
     """GRPO's share of zero-variance groups (no gradient), with and without the offline filter."""
     lines = []
     for arm in study.arms():
-        if not arm.startswith("grpo"):
+        if study.arm_spec(arm).get("kind") != "grpo":
             continue
         values = [row["frac_reward_zero_std"] for run in study.runs[arm] for row in run.train_log
                   if "frac_reward_zero_std" in row]
@@ -97,10 +97,14 @@ def write_report(root: str | Path) -> Path:
             f"*{caption}: no data yet.*", ""]
 
     cfg = study.meta.get("config", {})
-    lines = [f"# gengap study: {study.meta.get('preset', study.root.name)}", ""]
+    preset = study.plan.get("preset") or cfg.get("preset") or study.root.name
+    lines = [f"# gengap study: {preset}", ""]
     if cfg:
-        modality = cfg.get("task_options", {}).get("modality", "text")
-        lines += [f"Task `{cfg.get('task')}` ({modality}), "
+        modality = study.plan.get("task", {}).get("modality", "text")
+        roles = ", ".join(f"`{s}` ({study.split_info(s).get('role', '?')}"
+                          + (f", {study.axis(s)}" if study.split_info(s).get("axis") else "")
+                          + ")" for s in study.splits)
+        lines += [f"Task `{cfg.get('task')}` ({modality}); evaluated on {roles}; "
                   f"seeds {cfg.get('seeds')}, {cfg.get('steps')} steps per arm, "
                   f"{cfg.get('batch_size')} prompts per step; every arm starts from the "
                   "same cold-start checkpoint. Success is greedy, over "

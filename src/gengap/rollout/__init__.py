@@ -4,7 +4,7 @@
 drives multi-turn attempts with a task's verifier feedback.
 """
 
-from gengap.rollout.episodes import Episode, run_episodes
+from gengap.rollout.episodes import EpisodeResult, group_by_sample, run_episodes
 from gengap.rollout.factory import make_sampler
 from gengap.rollout.hf import HFSampler
 from gengap.rollout.sampling import BatchResult, Completion, Sampler, SamplingParams
@@ -12,10 +12,11 @@ from gengap.rollout.sampling import BatchResult, Completion, Sampler, SamplingPa
 __all__ = [
     "BatchResult",
     "Completion",
-    "Episode",
+    "EpisodeResult",
     "HFSampler",
     "Sampler",
     "SamplingParams",
+    "group_by_sample",
     "make_sampler",
     "run_episodes",
 ]

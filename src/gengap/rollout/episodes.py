@@ -1,109 +1,121 @@
-"""Multi-turn episodes: up to V attempts per sample, with the verifier's feedback in between.
+"""Episodes: the one path from samples to judged completions.
 
-Round 1 samples every episode's first attempt from the task's first-turn messages. After a
-failed attempt the conversation grows by the assistant turn (the completion) and a user turn
-``task.failure_turn(verdict)``; the image, if any, stays only in the first user turn. Episodes
-that succeed stop; the still-running ones are sampled together, one batch per round.
+Every stage that samples a model and judges what it wrote -- difficulty, evaluation, the
+learning-rate sweep's validation, the cold start's quality check -- calls `run_episodes`.
+It drives the task's episodes (`Task.episode`: reset -> observation; step(completion) ->
+verdict, next observation, done) in lock step: each round samples the next completion of every
+running episode in one batch, so a retry after feedback (GeneralPoints) and a move to the next
+state (navigation) cost the same machinery.
 
-With ``params.k > 1`` each of a sample's k first attempts starts its own episode (so a sample
-gives k episodes, `Episode.sample_index` = 0..k-1); later rounds sample one continuation per
-episode. Each attempt's random stream is keyed by (sample id, sample index, attempt), so the
-episodes do not depend on which other samples run beside them.
+With ``params.k > 1`` each sample starts k episodes (`EpisodeResult.sample_index` = 0..k-1).
+Their first observations are identical (episodes reset deterministically), so round 1 samples
+k completions of one prompt in one call (the engine shares the prompt's prefill) under the
+sample id's random stream; later rounds sample one continuation per episode under the key
+``{id}#{j}#attempt{t}``. The episodes therefore do not depend on which other samples run beside
+them, and a single-round run (verify_iters=1) reproduces the per-sample k draws exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from gengap.errors import InputError
-from gengap.rollout.sampling import Messages, Sampler, SamplingParams
-from gengap.tasks.base import Sample, Task, Verdict
+from gengap.rollout.sampling import Sampler, SamplingParams
+from gengap.tasks.base import Episode, Observation, Sample, Task, Verdict
+
+MAX_ROUNDS = 1000  # a guard against an episode that never ends
 
 
 @dataclass
-class Episode:
-    """One episode: the attempts made, their verdicts, and whether any attempt was correct."""
+class EpisodeResult:
+    """One finished episode: the completions, their verdicts, the outcome and its metrics."""
 
-    sample_id: str
+    sample: Sample
+    sample_index: int = 0
     attempts: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
-    sample_index: int = 0
+    success: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
     generated_tokens: int = 0
+    first_prompt: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def success(self) -> bool:
-        """True when some attempt was correct (the episode stops at the first correct one)."""
-        return any(v.correct for v in self.verdicts)
+    def sample_id(self) -> str:
+        return self.sample.id
 
     @property
     def num_attempts(self) -> int:
-        """Attempts made (1..verify_iters)."""
         return len(self.attempts)
 
-
-def continue_conversation(
-    first_turn: Messages, attempts: Sequence[str], feedback: Sequence[str]
-) -> Messages:
-    """The messages for the next attempt: first turn, then (assistant, user feedback) pairs."""
-    messages = list(first_turn)
-    for attempt, user_turn in zip(attempts, feedback, strict=True):
-        messages.append({"role": "assistant", "content": attempt})
-        messages.append({"role": "user", "content": user_turn})
-    return messages
+    @property
+    def reward(self) -> float:
+        """The episode's return: the sum of its steps' shaped rewards."""
+        return float(sum(v.reward for v in self.verdicts))
 
 
 def run_episodes(
     sampler: Sampler,
     task: Task,
-    samples: list[Sample],
+    samples: Sequence[Sample],
     params: SamplingParams,
-    verify_iters: int,
-    progress: bool = True,
-) -> list[Episode]:
-    """Run episodes of up to `verify_iters` attempts; return them sample-major (k per sample)."""
-    if verify_iters < 1:
+    verify_iters: int | None = None,
+    progress: bool = False,
+) -> list[EpisodeResult]:
+    """Run k episodes per sample to the end; return them sample-major (k per sample)."""
+    if verify_iters is not None and verify_iters < 1:
         raise InputError("verify_iters must be >= 1", where="run_episodes")
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
-        raise InputError("sample ids must be unique: they key the random streams")
+        raise InputError("sample ids must be unique within a run: they key the random streams",
+                         hint="give every row of the dataset its own id")
     k = params.k
-    first_turns = [task.messages(s) for s in samples]
-    images = [task.image(s) for s in samples]
-    episodes = [Episode(s.id, sample_index=j) for s in samples for j in range(k)]
-    feedback: list[list[str]] = [[] for _ in episodes]
+    envs: list[Episode] = [task.episode(s, verify_iters) for s in samples for _ in range(k)]
+    results = [EpisodeResult(s, j) for s in samples for j in range(k)]
+    observations: list[Observation | None] = [env.reset() for env in envs]
+    for result, obs in zip(results, observations, strict=True):
+        result.first_prompt = obs.messages
 
-    def record(index: int, text: str, tokens: int) -> None:
-        episode = episodes[index]
-        verdict = task.verify(samples[index // k], text)
-        episode.attempts.append(text)
-        episode.verdicts.append(verdict)
-        episode.generated_tokens += tokens
-        if not verdict.correct and episode.num_attempts < verify_iters:
-            feedback[index].append(task.failure_turn(verdict))
+    def record(i: int, text: str, tokens: int) -> None:
+        step = envs[i].step(text)
+        results[i].attempts.append(text)
+        results[i].verdicts.append(step.verdict)
+        results[i].generated_tokens += tokens
+        observations[i] = None if step.done else step.observation
 
-    bar = tqdm(total=verify_iters, desc="episode rounds", disable=not progress)
-    # Round 1: k samples per prompt in one call (the backend shares each prompt's prefill).
-    result = sampler.generate(first_turns, images, params, keys=[f"{i}#attempt0" for i in ids])
-    for s_index, completions in enumerate(result.completions):
+    bar = tqdm(desc="episode rounds", unit="round", disable=not progress)
+    # Round 1: k completions per prompt in one call (the backend shares each prompt's prefill).
+    first = [observations[i * k] for i in range(len(samples))]
+    batch = sampler.generate([o.messages for o in first], [list(o.images) for o in first],
+                             params, keys=ids)
+    for s_index, completions in enumerate(batch.completions):
         for j, completion in enumerate(completions):
             record(s_index * k + j, completion.text, completion.num_tokens)
     bar.update(1)
     single = replace(params, k=1)
-    for attempt in range(1, verify_iters):
-        running = [i for i, e in enumerate(episodes) if not e.success]
+    for round_ in range(1, MAX_ROUNDS):
+        running = [i for i, obs in enumerate(observations) if obs is not None]
         if not running:
             break
-        prompts = [
-            continue_conversation(first_turns[i // k], episodes[i].attempts, feedback[i])
-            for i in running
-        ]
-        keys = [f"{ids[i // k]}#{episodes[i].sample_index}#attempt{attempt}" for i in running]
-        result = sampler.generate(prompts, [images[i // k] for i in running], single, keys=keys)
-        for i, completions in zip(running, result.completions, strict=True):
+        keys = [f"{ids[i // k]}#{i % k}#attempt{round_}" for i in running]
+        batch = sampler.generate([observations[i].messages for i in running],
+                                 [list(observations[i].images) for i in running], single,
+                                 keys=keys)
+        for i, completions in zip(running, batch.completions, strict=True):
             record(i, completions[0].text, completions[0].num_tokens)
         bar.update(1)
+    else:
+        raise RuntimeError(f"episodes of task {task.name!r} ran past {MAX_ROUNDS} rounds")
     bar.close()
-    return episodes
+    for result, env in zip(results, envs, strict=True):
+        result.success = bool(env.success)
+        result.metrics = {k_: float(v) for k_, v in env.metrics().items()}
+    return results
+
+
+def group_by_sample(results: Sequence[EpisodeResult], k: int) -> list[list[EpisodeResult]]:
+    """`run_episodes` output as one list of k episodes per sample."""
+    return [list(results[i:i + k]) for i in range(0, len(results), k)]

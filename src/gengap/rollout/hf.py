@@ -39,6 +39,7 @@ from gengap.rollout.sampling import (
     BatchResult,
     Completion,
     Messages,
+    PromptImages,
     SamplingParams,
     check_inputs,
     key_seed,
@@ -190,7 +191,7 @@ class HFSampler:
     def generate(
         self,
         prompts: list[Messages],
-        images: Sequence[Image.Image | None] | None,
+        images: Sequence[PromptImages] | None,
         params: SamplingParams,
         progress: bool = False,
         keys: Sequence[str] | None = None,
@@ -231,11 +232,11 @@ class HFSampler:
         )
 
     def _encode(
-        self, rendered: list[str], images: list[Image.Image | None], keys: list[str]
+        self, rendered: list[str], images: list[list[Image.Image]], keys: list[str]
     ) -> list[_Prompt]:
         out = []
-        for index, (text, image, key) in enumerate(zip(rendered, images, keys, strict=True)):
-            if image is not None:
+        for index, (text, imgs, key) in enumerate(zip(rendered, images, keys, strict=True)):
+            if imgs:
                 if not _is_multimodal(self.processor):
                     raise InputError(
                         "an image was given but the model has no image processor",
@@ -243,7 +244,7 @@ class HFSampler:
                         hint="use an image model (e.g. build_tiny('image')) or drop images",
                     )
                 enc = self.processor(
-                    text=[text], images=[image], return_tensors="pt", add_special_tokens=False
+                    text=[text], images=imgs, return_tensors="pt", add_special_tokens=False
                 )
                 image_inputs = {k: v for k, v in enc.items()
                                 if k not in ("input_ids", "attention_mask", "mm_token_type_ids")

@@ -98,7 +98,7 @@ class Sampler(Protocol):
     def generate(
         self,
         prompts: list[Messages],
-        images: Sequence[Image.Image | None] | None,
+        images: Sequence[PromptImages] | None,
         params: SamplingParams,
         progress: bool = False,
         keys: Sequence[str] | None = None,
@@ -107,47 +107,61 @@ class Sampler(Protocol):
         ...
 
 
+PromptImages = Sequence[Image.Image] | Image.Image | None
+"""A prompt's images: a list (in the order of its image parts), one image, or None."""
+
+
 def check_inputs(
     prompts: Sequence[Messages],
-    images: Sequence[Image.Image | None] | None,
+    images: Sequence[PromptImages] | None,
     keys: Sequence[str] | None,
-) -> list[Image.Image | None]:
-    """Validate `generate` arguments; return `images` as a list (all None if not given)."""
+) -> list[list[Image.Image]]:
+    """Validate `generate` arguments; return each prompt's images as a list (maybe empty)."""
     if images is None:
         images = [None] * len(prompts)
     if len(images) != len(prompts):
         raise InputError(
-            f"{len(images)} images for {len(prompts)} prompts",
+            f"{len(images)} image lists for {len(prompts)} prompts",
             where="sampler",
-            hint="pass one image (or None) per prompt",
+            hint="pass one list of images (or None) per prompt",
         )
     if keys is not None and len(keys) != len(prompts):
         raise InputError(f"{len(keys)} keys for {len(prompts)} prompts", where="sampler")
-    return list(images)
+    out = []
+    for item in images:
+        if item is None:
+            out.append([])
+        elif isinstance(item, Image.Image):
+            out.append([item])
+        else:
+            out.append(list(item))
+    return out
 
 
-def _image_digest(image: Image.Image) -> str:
-    digest = hashlib.blake2b(image.tobytes(), digest_size=8)
-    digest.update(f"{image.mode}{image.size}".encode())
+def _image_digest(images: Sequence[Image.Image]) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    for image in images:
+        digest.update(image.tobytes())
+        digest.update(f"{image.mode}{image.size}".encode())
     return digest.hexdigest()
 
 
 def prompt_keys(
     rendered: Sequence[str],
-    images: Sequence[Image.Image | None],
+    images: Sequence[Sequence[Image.Image]],
     keys: Sequence[str] | None,
 ) -> list[str]:
     """The key that seeds each prompt's random stream.
 
-    Given `keys` win. Otherwise the rendered prompt text (plus an image digest); repeats of the
-    same prompt within one call get an occurrence suffix so they still differ.
+    Given `keys` win. Otherwise the rendered prompt text (plus a digest of its images); repeats
+    of the same prompt within one call get an occurrence suffix so they still differ.
     """
     if keys is not None:
         return [str(k) for k in keys]
     seen: dict[str, int] = {}
     out = []
-    for text, image in zip(rendered, images, strict=True):
-        base = text if image is None else f"{text}\x00{_image_digest(image)}"
+    for text, imgs in zip(rendered, images, strict=True):
+        base = f"{text}\x00{_image_digest(imgs)}" if imgs else text
         count = seen.get(base, 0)
         seen[base] = count + 1
         out.append(base if count == 0 else f"{base}\x00#{count}")

@@ -19,13 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from gengap.errors import InputError
 from gengap.rollout.sampling import (
     BatchResult,
     Completion,
     Messages,
+    PromptImages,
     SamplingParams,
     check_inputs,
     key_seed,
@@ -88,7 +87,7 @@ class VLLMSampler:
     def generate(
         self,
         prompts: list[Messages],
-        images: Sequence[Image.Image | None] | None,
+        images: Sequence[PromptImages] | None,
         params: SamplingParams,
         progress: bool = False,
         keys: Sequence[str] | None = None,
@@ -104,13 +103,14 @@ class VLLMSampler:
         ]
         requests: list[Any] = []
         prompt_tokens = 0
-        for text, image in zip(rendered, images, strict=True):
-            if image is None:
+        for text, imgs in zip(rendered, images, strict=True):
+            if not imgs:
                 # Token ids from our tokenizer: the same prompt tokens as the HF backend.
                 ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
                 prompt_tokens += len(ids)
                 requests.append({"prompt_token_ids": ids})
             else:
+                image = imgs[0] if len(imgs) == 1 else imgs
                 requests.append({"prompt": text, "multi_modal_data": {"image": image}})
         seeds = [key_seed(params.seed, key) % 2**31 for key in prompt_keys(rendered, images, keys)]
         sampling = [
@@ -143,8 +143,8 @@ class VLLMSampler:
             generated += sum(c.num_tokens for c in samples)
             completions.append(samples)
         # Image prompts are tokenized (and their image tokens expanded) inside vLLM.
-        for output, image in zip(outputs, images, strict=True):
-            if image is not None:
+        for output, imgs in zip(outputs, images, strict=True):
+            if imgs:
                 prompt_tokens += len(output.prompt_token_ids or [])
         return BatchResult(
             completions=completions,

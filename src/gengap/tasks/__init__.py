@@ -1,6 +1,7 @@
-"""Tasks: data, prompts and verifiers behind one protocol (`base.Task`)."""
+"""Tasks: data, prompts and verifiers behind one contract (`base.Task`)."""
 
-from gengap.tasks.base import Sample, Task, Verdict
-from gengap.tasks.registry import TASKS, get_task
+from gengap.tasks.base import Episode, Observation, Sample, Split, Step, Task, TaskBase, Verdict
+from gengap.tasks.registry import build_task, get_task, known_tasks
 
-__all__ = ["TASKS", "Sample", "Task", "Verdict", "get_task"]
+__all__ = ["Episode", "Observation", "Sample", "Split", "Step", "Task", "TaskBase", "Verdict",
+           "build_task", "get_task", "known_tasks"]

@@ -36,9 +36,9 @@ def task_eval_fn(recipe: TrainRecipe) -> EvalFn:
 
         config = EvalConfig(
             model=str(out / f"checkpoint-{step}"), task=recipe.task,
-            splits=list(recipe.eval_splits), n=recipe.eval_n,
+            splits=recipe.eval_splits, n=recipe.eval_n,
             verify_iters=recipe.eval_verify_iters, temperature=recipe.eval_temperature,
-            seed=recipe.eval_seed, task_options=dict(recipe.task_options),
+            seed=recipe.eval_seed, task_options=dict(recipe.task_options), clip_n=True,
         )
         # `evaluate` needs only .model, .processor and .path of a LoadedModel: the in-memory
         # model (LoRA adapters included) is evaluated without a save/reload round trip.

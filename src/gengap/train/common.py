@@ -12,10 +12,11 @@ A run directory holds, next to TRL's ``checkpoint-N/`` folders:
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -25,6 +26,7 @@ from gengap.io import read_jsonl, write_json, write_jsonl
 from gengap.runinfo import run_metadata
 
 FINAL_DIR = "final"
+R = TypeVar("R")
 
 
 @dataclass(kw_only=True)
@@ -43,8 +45,9 @@ class TrainRecipe:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
-    # The task whose verifier scores rewards (GRPO) and the checkpoint evaluations.
-    task: str = "generalpoints"
+    # The task whose verifier scores rewards (GRPO) and the checkpoint evaluations; SFT takes
+    # the curated data's own task when unset. Resolved (all options) before the run starts.
+    task: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
     # LoRA through PEFT (DC-SFT's GRPO baseline: r=32, alpha=64).
     lora: bool = False
@@ -57,8 +60,8 @@ class TrainRecipe:
     save_only_model: bool = False
     eval_every: int | None = None  # None: = save_every; 0: no evaluation during training
     eval_at_start: bool = True
-    eval_splits: list[str] = field(default_factory=lambda: ["test-id", "test-ood-rule"])
-    eval_n: int = 200
+    eval_splits: list[str] | None = None  # None: every test and OOD split of the task
+    eval_n: int = 200  # per split (a smaller finite split is evaluated whole)
     eval_verify_iters: int = 1
     eval_temperature: float = 0.0
     eval_seed: int = 0
@@ -80,8 +83,10 @@ class TrainRecipe:
             raise InputError(f"'learning_rate' must be > 0, got {self.learning_rate}")
         if self.eval_every is not None and self.eval_every < 0:
             raise InputError(f"'eval_every' must be >= 0, got {self.eval_every}")
-        if self.steps_between_evals and not self.eval_splits:
-            raise InputError("'eval_splits' is empty", hint="give splits or set eval_every=0")
+        if self.steps_between_evals and self.eval_splits == []:
+            raise InputError("'eval_splits' is empty",
+                             hint="give splits, leave it unset (all test splits), "
+                                  "or set eval_every=0")
 
     @property
     def steps_between_evals(self) -> int:
@@ -116,12 +121,41 @@ class TrainResult:
 # Models
 
 
-def load_for_training(spec: str, recipe: TrainRecipe) -> Any:
-    """A `gengap.models.LoadedModel` for `spec` (model, processor, tokenizer, is_vlm, path)."""
+def recipe_task(recipe: TrainRecipe) -> Any:
+    """The recipe's configured task (SFT without one: the task its curated data came from)."""
+    from gengap.tasks.registry import build_task
+
+    name, options = recipe.task, dict(recipe.task_options)
+    if name is None:
+        from gengap.difficulty.curate import meta_path
+
+        data = getattr(recipe, "data", None)
+        meta = meta_path(data) if data else None
+        if meta is None or not meta.is_file():
+            raise InputError("the recipe names no task", where="task",
+                             hint="pass --task NAME (and -O key=value for its options)")
+        source = json.loads(meta.read_text())["difficulty"]
+        name, options = source["task"], {**source["task_options"], **options}
+    return build_task(name, options, tiny=recipe.model == "tiny")
+
+
+def resolve_task(recipe: R) -> tuple[R, Any]:
+    """The recipe with its task and every task option filled in, and the task itself."""
+    import dataclasses
+
+    task = recipe_task(recipe)
+    return dataclasses.replace(recipe, task=task.name, task_options=task.options), task
+
+
+def load_for_training(spec: str, recipe: TrainRecipe, task: Any = None) -> Any:
+    """A `gengap.models.LoadedModel` for `spec` (model, processor, tokenizer, is_vlm, path).
+
+    Loaded on the CPU: the trainer moves it to its own device.
+    """
     from gengap.models import load_model
 
-    modality = recipe.task_options.get("modality", "text")
-    return load_model(spec, task_name=recipe.task, modality=modality)
+    return load_model(spec, task=task if task is not None else recipe_task(recipe),
+                      device="cpu")
 
 
 def lora_config(recipe: TrainRecipe) -> Any:
@@ -225,8 +259,6 @@ def finished_result(out: Path) -> TrainResult | None:
     final, budget = out / FINAL_DIR, out / "budget.json"
     if not (final.is_dir() and budget.is_file()):
         return None
-    import json
-
     return TrainResult(out, final, json.loads(budget.read_text()), read_curve(out))
 
 
@@ -237,12 +269,19 @@ def read_curve(out: Path) -> list[dict[str, Any]]:
 
 
 def save_final(trainer: Any, processing_class: Any, out: Path) -> Path:
-    """Save the final model to DIR/final (LoRA adapters merged, so any tool can load it)."""
+    """Save the final model to DIR/final (LoRA adapters merged, so any tool can load it).
+
+    Written aside and renamed into place: a kill during the save leaves no `final/`, and the
+    rerun resumes from the last checkpoint and saves again.
+    """
+    from gengap.runs import atomic_dir
+
     final = out / FINAL_DIR
     model = trainer.model
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    model.save_pretrained(final)
-    processing_class.save_pretrained(final)
     write_jsonl(out / "log_history.jsonl", trainer.state.log_history)
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp)
+        processing_class.save_pretrained(tmp)
     return final

@@ -9,6 +9,7 @@ records its mean over the run.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from gengap.train.common import (
     lora_config,
     prepare_run_dir,
     read_curve,
+    resolve_task,
     save_final,
     trainer_arguments,
 )
@@ -35,8 +37,9 @@ from gengap.train.common import (
 class GRPORecipe(TrainRecipe):
     """`gengap train grpo` keys (plus the shared ones of `TrainRecipe`). Defaults: DC-SFT's GRPO."""
 
-    split: str = "train"
-    n_prompts: int = 2000  # prompts = samples 0 .. n_prompts-1 of `split`
+    split: str | None = None  # None: the task's train split
+    # prompts = samples 0 .. n_prompts-1 of `split` (None: a finite split whole, else 2000)
+    n_prompts: int | None = None
     data_seed: int = 0  # seed of the split's samples (as in `gengap data` / `gengap difficulty`)
     reward: Literal["shaped", "binary"] = "shaped"  # the study's reward table, or 1/0 correct
     num_generations: int = 8
@@ -58,7 +61,7 @@ class GRPORecipe(TrainRecipe):
     def validate(self) -> None:
         """Raise `InputError` for values no run can use."""
         super().validate()
-        if self.n_prompts < 1:
+        if self.n_prompts is not None and self.n_prompts < 1:
             raise InputError(f"'n_prompts' must be >= 1, got {self.n_prompts}")
         if self.num_generations < 2:
             raise InputError("'num_generations' must be >= 2 (GRPO compares a group)")
@@ -72,25 +75,28 @@ class GRPORecipe(TrainRecipe):
 # Prompts and rewards
 
 
-def prompt_rows(task: Any, split: str, indices: Sequence[int], seed: int) -> list[dict[str, Any]]:
-    """One row per prompt: the task's data row (what the reward rebuilds the sample from), the
-    conversational `prompt`, and the `image` for image tasks."""
+INDEX_COLUMN = "gengap_sample"  # the only task-side column TRL sees: a key into the samples
+
+
+def prompt_rows(task: Any, samples: Sequence[Any]) -> list[dict[str, Any]]:
+    """One trainer row per prompt: the conversational `prompt`, the `images` of image tasks,
+    and the position of its sample (the reward looks the sample up; task fields never mix
+    with TRL's own columns)."""
     rows = []
-    for index in indices:
-        sample = task.sample(split, index, seed)
-        row = {**task.row(sample), "prompt": task.messages(sample)}
-        image = task.image(sample)
-        if image is not None:
-            row["image"] = image
+    for position, sample in enumerate(samples):
+        row: dict[str, Any] = {"prompt": task.messages(sample), INDEX_COLUMN: position}
+        images = task.images(sample)
+        if images:
+            row["images"] = images
         rows.append(row)
     return rows
 
 
-def make_reward(task: Any, row_keys: Sequence[str], mode: str = "shaped") -> Callable[..., list]:
+def make_reward(task: Any, samples: Sequence[Any], mode: str = "shaped") -> Callable[..., list]:
     """A TRL reward function: the task's verdict for each completion.
 
     TRL passes the dataset columns as keyword lists (one entry per completion); the sample is
-    rebuilt from the task's row columns (`row_keys`). `mode`: "shaped" = the verdict's reward
+    found by its `INDEX_COLUMN` position in `samples`. `mode`: "shaped" = the verdict's reward
     (the study's table), "binary" = 1.0 if correct else 0.0. Logs `accuracy` (share correct).
     """
     if mode not in ("shaped", "binary"):
@@ -100,15 +106,14 @@ def make_reward(task: Any, row_keys: Sequence[str], mode: str = "shaped") -> Cal
         rewards, correct = [], []
         for i, completion in enumerate(completions):
             text = completion[-1]["content"] if isinstance(completion, list) else completion
-            row = {key: columns[key][i] for key in row_keys if key in columns}
-            verdict = task.verify(task.sample_from_row(row), text)
+            verdict = task.verify(samples[int(columns[INDEX_COLUMN][i])], text)
             correct.append(verdict.correct)
             rewards.append(float(verdict.correct) if mode == "binary" else verdict.reward)
         if callable(columns.get("log_metric")) and correct:
             columns["log_metric"]("accuracy", sum(correct) / len(correct))
         return rewards
 
-    reward.__name__ = f"{task.name}_{mode}"  # TRL logs rewards/<name>/mean
+    reward.__name__ = f"{''.join(c if c.isalnum() else '_' for c in task.name)}_{mode}"
     return reward
 
 
@@ -183,15 +188,16 @@ def train_grpo(recipe: GRPORecipe, *, eval_fn: EvalFn | None = None) -> TrainRes
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from gengap.tasks.registry import get_task
-
     out = Path(recipe.out)
+    recipe, task = resolve_task(recipe)
+    if recipe.split is None:
+        recipe = dataclasses.replace(recipe, split=task.split_for("train"))
     last = prepare_run_dir(recipe, "grpo")
     if (done := finished_result(out)) is not None:
         return done
 
-    task = get_task(recipe.task, **recipe.task_options)
-    indices = list(range(recipe.n_prompts))
+    indices = list(range(task.count(recipe.split, recipe.n_prompts, default=2000,
+                                    where="n_prompts")))
     filter_info = None
     if recipe.filter_by_difficulty:
         ids = [task.sample(recipe.split, i, recipe.data_seed).id for i in indices]
@@ -203,11 +209,10 @@ def train_grpo(recipe: GRPORecipe, *, eval_fn: EvalFn | None = None) -> TrainRes
             raise InputError("the difficulty filter dropped every prompt",
                              where=recipe.filter_by_difficulty,
                              hint="every prompt has pass rate 0 or 1: train without the filter")
-    rows = prompt_rows(task, recipe.split, indices, recipe.data_seed)
-    row_keys = list(task.row(task.sample(recipe.split, indices[0], recipe.data_seed)))
-    dataset = Dataset.from_list(rows)
+    samples = [task.sample(recipe.split, i, recipe.data_seed) for i in indices]
+    dataset = Dataset.from_list(prompt_rows(task, samples))
 
-    loaded = load_for_training(recipe.model, recipe)
+    loaded = load_for_training(recipe.model, recipe, task)
     config = GRPOConfig(
         **trainer_arguments(recipe, recipe.per_device_batch(recipe.num_generations)),
         num_generations=recipe.num_generations,
@@ -220,7 +225,7 @@ def train_grpo(recipe: GRPORecipe, *, eval_fn: EvalFn | None = None) -> TrainRes
         log_completions=recipe.log_completions,
     )
     trainer = GRPOTrainer(
-        model=loaded.model, reward_funcs=[make_reward(task, row_keys, recipe.reward)],
+        model=loaded.model, reward_funcs=[make_reward(task, samples, recipe.reward)],
         args=config, train_dataset=dataset, processing_class=loaded.processor,
         peft_config=lora_config(recipe),
     )

@@ -30,6 +30,7 @@ from gengap.train.common import (
     lora_config,
     prepare_run_dir,
     read_curve,
+    resolve_task,
     save_final,
     trainer_arguments,
 )
@@ -105,6 +106,7 @@ def train_sft(recipe: SFTRecipe, *, eval_fn: EvalFn | None = None) -> TrainResul
     from trl import SFTConfig, SFTTrainer
 
     out = Path(recipe.out)
+    recipe, task = resolve_task(recipe)
     last = prepare_run_dir(recipe, "sft")
     if (done := finished_result(out)) is not None:
         return done
@@ -112,7 +114,7 @@ def train_sft(recipe: SFTRecipe, *, eval_fn: EvalFn | None = None) -> TrainResul
     dataset = load_sft_data(recipe.data)
     probes = probe_sets(load_sft_data(recipe.grad_norm_data or recipe.data),
                         recipe.grad_norm_probe) if recipe.grad_norm_every else {}
-    loaded = load_for_training(recipe.model, recipe)
+    loaded = load_for_training(recipe.model, recipe, task)
     config = SFTConfig(
         **trainer_arguments(recipe, recipe.per_device_batch()),
         max_length=recipe.max_length,

@@ -18,8 +18,9 @@ from typing import Any
 from gengap.difficulty.curate import meta_path
 from gengap.errors import InputError
 from gengap.io import write_json
+from gengap.models import load_model
 from gengap.runinfo import run_metadata
-from gengap.train.common import TrainRecipe, load_for_training
+from gengap.train.common import TrainRecipe, recipe_task
 from gengap.train.grpo import GRPORecipe, train_grpo
 from gengap.train.sft import SFTRecipe, load_sft_data, train_sft
 
@@ -28,29 +29,32 @@ def id_validation_success(
     model: Any, processor: Any, task: Any, split: str, indices: Sequence[int], seed: int
 ) -> float:
     """Share of `split` samples at `indices` solved by one greedy attempt."""
-    from gengap.rollout import SamplingParams, make_sampler
+    from gengap.rollout import SamplingParams, make_sampler, run_episodes
 
     samples = [task.sample(split, i, seed) for i in indices]
-    images = [task.image(s) for s in samples]
     params = SamplingParams(k=1, temperature=0.0, max_new_tokens=task.max_new_tokens, seed=seed)
-    result = make_sampler(model, processor).generate(
-        [task.messages(s) for s in samples], images if any(images) else None, params,
-        keys=[s.id for s in samples],
-    )
-    verdicts = [task.verify(s, c[0].text) for s, c in zip(samples, result.completions)]
-    return sum(v.correct for v in verdicts) / len(verdicts)
+    episodes = run_episodes(make_sampler(model, processor), task, samples, params,
+                            verify_iters=1)
+    return sum(e.success for e in episodes) / len(episodes)
 
 
-def validation_indices(recipe: TrainRecipe, n: int, start: int | None) -> tuple[str, int, range]:
+def validation_indices(recipe: TrainRecipe, n: int, start: int | None,
+                       task: Any) -> tuple[str, int, range]:
     """(split, seed, indices) of the ID validation prompts for `recipe`'s arm.
 
-    GRPO trains on samples 0..n_prompts-1 of its split: validation starts at n_prompts.
-    SFT trains on a curated file: validation starts past the difficulty run it was curated from
-    (its FILE.meta.json), else past the file's largest `index` (train split, seed 0). A given
+    A task with a split of role ``validation`` validates on it (its first `n` samples).
+    Otherwise validation is held-out samples of the training split: GRPO trains on samples
+    0..n_prompts-1 of its split, so validation starts at n_prompts; SFT trains on a curated
+    file, so validation starts past the difficulty run it was curated from (its
+    FILE.meta.json), else past the file's largest `index` (train split, seed 0). A given
     `start` that overlaps the training rows is refused.
     """
+    if found := task.with_role("validation"):
+        split = found[0].name
+        return split, 0, range(task.count(split, n, where="sweep_val_n"))
     if isinstance(recipe, GRPORecipe):
-        split, seed, first_free = recipe.split, recipe.data_seed, recipe.n_prompts
+        split, seed = recipe.split or task.split_for("train"), recipe.data_seed
+        first_free = task.count(split, recipe.n_prompts, default=2000)
     elif meta_path(recipe.data).is_file():
         # All arms curated from one difficulty run share its split, seed and sample range, so
         # they share one validation set too.
@@ -61,12 +65,19 @@ def validation_indices(recipe: TrainRecipe, n: int, start: int | None) -> tuple[
         if "index" not in data.column_names and start is None:
             raise InputError("the SFT data has no `index` column", where=recipe.data,
                              hint="pass val_start past the training rows' sample indices")
-        split, seed = "train", 0
+        split, seed = task.split_for("train"), 0
         first_free = max(data["index"]) + 1 if "index" in data.column_names else 0
     start = first_free if start is None else start
     if start < first_free:
         raise InputError(f"validation start {start} overlaps the training prompts "
                          f"(first free index {first_free})", where="val_start")
+    size = task.split(split).size
+    if size is not None and start + n > size:
+        raise InputError(
+            f"no room for {n} held-out validation samples in split {split!r} "
+            f"({size} samples, training uses the first {first_free})",
+            hint="give the task a validation split, or train on fewer samples",
+        )
     return split, seed, range(start, start + n)
 
 
@@ -78,21 +89,20 @@ def pick_lr(
     val_n: int = 200,
     val_start: int | None = None,
     steps: int | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Train the arm once per learning rate, keep the best ID-validation success.
 
     `steps` shortens each candidate run (default: the recipe's own). Ties go to the smaller
     learning rate. Returns (and writes to DIR/lr_sweep.json) the picked value and every result.
     """
-    from gengap.tasks.registry import get_task
-
     if not lrs or any(lr <= 0 for lr in lrs):
         raise InputError(f"learning rates must be a non-empty list of positive numbers: {lrs}")
     out = Path(out_dir)
     kind = "grpo" if isinstance(recipe, GRPORecipe) else "sft"
     train = train_grpo if kind == "grpo" else train_sft
-    task = get_task(recipe.task, **recipe.task_options)
-    split, seed, indices = validation_indices(recipe, val_n, val_start)
+    task = recipe_task(recipe)
+    split, seed, indices = validation_indices(recipe, val_n, val_start, task)
     sweep_path = out / "lr_sweep.json"
     done = {}
     if sweep_path.is_file():
@@ -116,7 +126,7 @@ def pick_lr(
         run = dataclasses.replace(recipe, learning_rate=lr, out=str(out / f"lr-{lr:g}"),
                                   steps=steps_here, save_every=steps_here, eval_every=0)
         result = train(run)
-        loaded = load_for_training(str(result.final_model), run)
+        loaded = load_model(str(result.final_model), task=task, device=device)
         success = id_validation_success(loaded.model, loaded.processor, task, split, indices,
                                         seed)
         results.append({"learning_rate": lr, "val_success": success, "steps": steps_here,

@@ -95,23 +95,26 @@ def judge(
         seen = extract_cards(completion)
         if seen is None or Counter(seen) != Counter(true_cards):
             return Verdict(REWARDS["wrong_cards"], False, "you recognized wrong cards.",
-                           {"recognised": False})
-    info = {"recognised": True} if true_cards is not None else {}
+                           {"recognition": 0.0})
+    # The study's recognition accuracy: 1 for every attempt that read the cards right.
+    metrics = {"recognition": 1.0} if true_cards is not None else {}
 
     formula = extract_formula(completion)
     if formula is None:
-        return Verdict(REWARDS["illegal"], False, "illegal characters (no formula found).", info)
+        return Verdict(REWARDS["illegal"], False, "illegal characters (no formula found).",
+                       metrics)
     if whitespace == "ignore":
         formula = "".join(formula.split())
     if len(formula) > MAX_FORMULA_CHARS:
         return Verdict(REWARDS["illegal"], False,
-                       f"illegal characters (formula longer than {MAX_FORMULA_CHARS}).", info)
+                       f"illegal characters (formula longer than {MAX_FORMULA_CHARS}).",
+                       metrics)
     if formula in entry.solution_set():
         # A known solution passes every check below by construction: skip them.
-        return Verdict(REWARDS["correct"], True, "Correct solution.", info)
+        return Verdict(REWARDS["correct"], True, "Correct solution.", metrics)
     tokens = tokenize(formula)
     if "".join(tokens) != formula:
-        return Verdict(REWARDS["illegal"], False, "illegal characters.", info)
+        return Verdict(REWARDS["illegal"], False, "illegal characters.", metrics)
 
     reward = 0.0
     messages: list[str] = []
@@ -160,7 +163,7 @@ def judge(
         if unused:
             penalise("wrong_numbers", f"you didn't use numbers: {unused}")
     if reward:
-        return Verdict(reward, False, ", ".join(messages) + ".", info)
+        return Verdict(reward, False, ", ".join(messages) + ".", metrics)
 
     prefixes = entry.prefixes()
     try:
@@ -168,9 +171,9 @@ def judge(
     except FormulaError:
         value = None
         if formula in prefixes:
-            return Verdict(REWARDS["partial"], False, "partial solution.", info)
+            return Verdict(REWARDS["partial"], False, "partial solution.", metrics)
     if value is not None and value == target:
-        return Verdict(REWARDS["correct"], True, "Correct solution.", info)
+        return Verdict(REWARDS["correct"], True, "Correct solution.", metrics)
 
     # Valid numbers, no solution: name the longest token prefix that a solution shares.
     matched = ""
@@ -183,7 +186,7 @@ def judge(
                     "does not match any solution.")
     else:
         feedback = "your formula does not match any solution."
-    return Verdict(REWARDS["no_solution"], False, feedback, info)
+    return Verdict(REWARDS["no_solution"], False, feedback, metrics)
 
 
 def _kind(token: str) -> str:

@@ -1,0 +1,56 @@
+"""The arms a study can train, as data.
+
+An arm is a name and a small spec: its kind (sft or grpo), the curated data variant it trains
+on (SFT), whether it filters prompts by the difficulty pass (GRPO), the arm whose learning rate
+it shares (ablations vary the data only), and for the hard-ratio ablation its hard share. The
+study writes every arm's spec into ``plan.json``, so the report reads arms from the study
+directory and never imports the study.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Arm -> spec. SFT arms train on a curated variant (`gengap curate`); GRPO arms on the task's
+# train prompts, all of them or those the difficulty pass rated neither 0/k nor k/k (the offline
+# filter: groups that would have zero reward variance are dropped before training).
+CATALOG: dict[str, dict[str, Any]] = {
+    "sft-all": {"kind": "sft", "data": "all", "label": "SFT (all data)"},
+    "sft-e": {"kind": "sft", "data": "balanced:E", "label": "SFT on easy"},
+    "sft-m": {"kind": "sft", "data": "balanced:M", "label": "SFT on medium"},
+    "sft-h": {"kind": "sft", "data": "balanced:H", "label": "SFT on hard"},
+    "sft-em": {"kind": "sft", "data": "EM", "label": "SFT-EM (DC-SFT)"},
+    "grpo": {"kind": "grpo", "label": "GRPO"},
+    "grpo-filtered": {"kind": "grpo", "filter": "difficulty", "lr_from": "grpo",
+                      "label": "GRPO, offline difficulty filter"},
+}
+HARD_PREFIX = "sft-em-hard"
+
+
+def hard_arm(ratio: float) -> str:
+    """The ablation arm that adds a share `ratio` of hard samples to SFT-EM."""
+    return f"{HARD_PREFIX}{round(100 * ratio)}"
+
+
+def hard_share(arm: str) -> float | None:
+    """The inverse of `hard_arm`: sft-em-hard15 -> 0.15; None for any other arm."""
+    if not arm.startswith(HARD_PREFIX):
+        return None
+    return int(arm.removeprefix(HARD_PREFIX)) / 100
+
+
+def arm_spec(arm: str) -> dict[str, Any]:
+    """The spec of a catalogue arm or a hard-ratio ablation arm."""
+    share = hard_share(arm)
+    if share is not None:
+        return {"kind": "sft", "data": f"EM+hard:{share}", "hard_share": share,
+                "lr_from": "sft-em", "label": f"SFT-EM + {round(100 * share)}% hard"}
+    return dict(CATALOG[arm])
+
+
+def arm_specs(arms: list[str], hard_ratios: list[float]) -> dict[str, dict[str, Any]]:
+    """Every trained arm with its spec, ablation arms included (in report order)."""
+    names = list(arms)
+    if "sft-em" in arms:
+        names += [hard_arm(r) for r in hard_ratios]
+    return {name: arm_spec(name) for name in names}
