@@ -299,7 +299,8 @@ def fake_engine(monkeypatch):
     import gengap.difficulty.estimate as estimate
 
     factory = fake_factory()
-    monkeypatch.setattr(estimate, "load_sampler", lambda config, task, device: factory(config, task))
+    monkeypatch.setattr(estimate, "load_sampler",
+                        lambda config, task, device: factory(config, task))
 
 
 def _cli(*args: str):
