@@ -110,6 +110,8 @@ def tasks_command(
         try:
             built = _task(name, task_option if task else None)
         except InputError as exc:  # e.g. a dataset task needs its path
+            if task_option:
+                raise
             built = None
             reason = exc.message
         table = Table(show_header=True, box=None, pad_edge=False)

@@ -138,7 +138,7 @@ class Study:
         write_json(self.root / PLAN_FILE, {
             "preset": self.config.preset,
             "task": {
-                "name": task.name, "description": task.description,
+                "name": task.name, "spec": task.spec, "description": task.description,
                 "modality": task.modality, "options": self.task_options,
                 "splits": {s.name: s.as_dict() for s in task.splits.values()},
                 "references": dict(getattr(task, "references", {})),

@@ -268,6 +268,7 @@ class TaskBase:
     coldstart_recipe: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any = None, **options: Any):
+        self.spec = self.name  # `build_task` records the name it was built from
         if config is None:
             config = self.Config(**options)
         elif options:

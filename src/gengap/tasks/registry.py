@@ -135,9 +135,11 @@ def build_task(
         exc.where = f"task {name!r} option" + (f" ({exc.where})" if exc.where else "")
         raise
     try:
-        return cls(config)
+        task = cls(config)
     except TypeError as exc:  # a task class that does not take a config
         raise InputError(f"cannot build task {name!r}: {exc}") from None
+    task.spec = name  # what rebuilds it (a user task's `file.py:Class`, not its class name)
+    return task
 
 
 def get_task(name: str, **options: Any) -> Task:

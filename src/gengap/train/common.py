@@ -144,7 +144,7 @@ def resolve_task(recipe: R) -> tuple[R, Any]:
     import dataclasses
 
     task = recipe_task(recipe)
-    return dataclasses.replace(recipe, task=task.name, task_options=task.options), task
+    return dataclasses.replace(recipe, task=task.spec, task_options=task.options), task
 
 
 def load_for_training(spec: str, recipe: TrainRecipe, task: Any = None) -> Any:

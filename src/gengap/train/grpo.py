@@ -201,7 +201,7 @@ def train_grpo(recipe: GRPORecipe, *, eval_fn: EvalFn | None = None) -> TrainRes
     filter_info = None
     if recipe.filter_by_difficulty:
         ids = [task.sample(recipe.split, i, recipe.data_seed).id for i in indices]
-        drop, filter_info = difficulty_filter(recipe.filter_by_difficulty, ids, task=task.name,
+        drop, filter_info = difficulty_filter(recipe.filter_by_difficulty, ids, task=task.spec,
                                               split=recipe.split, data_seed=recipe.data_seed)
         indices = [i for i, sid in zip(indices, ids) if sid not in drop]
         write_json(out / "difficulty_filter.json", filter_info)
