@@ -185,9 +185,12 @@ def test_validation_prompts_never_overlap_training(tmp_path: Path, sft_data: Pat
 def test_a_run_dir_with_another_recipe_is_refused(tmp_path: Path, tiny: Path,
                                                   sft_data: Path) -> None:
     out = tmp_path / "run"
+    first = sft_recipe(tiny, sft_data, out, "learning_rate=0.5")
+    from gengap.train.common import resolve_task, run_dir
+
+    run_dir(resolve_task(first)[0], "sft").claim()
     (out / "checkpoint-2").mkdir(parents=True)
-    (out / "recipe.yaml").write_text("learning_rate: 0.5\n")
-    with pytest.raises(InputError, match=r"different recipe.*learning_rate"):
+    with pytest.raises(InputError, match=r"different settings.*learning_rate: 0.5 -> 0.003"):
         train_sft(sft_recipe(tiny, sft_data, out))
 
 

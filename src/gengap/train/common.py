@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from gengap.config import recipe_dict, save_recipe
 from gengap.errors import InputError
 from gengap.io import read_jsonl, write_json, write_jsonl
 from gengap.runinfo import run_metadata
+from gengap.runs import RunDir
 
 FINAL_DIR = "final"
 R = TypeVar("R")
@@ -220,27 +219,23 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in ignore}
 
 
-def prepare_run_dir(recipe: TrainRecipe, kind: str) -> str | None:
-    """Create the run directory, record the recipe and provenance; return a checkpoint to resume.
+def run_dir(recipe: TrainRecipe, kind: str) -> RunDir:
+    """The arm's run directory, claimed by the recipe keys that decide the result."""
+    return RunDir(recipe.out, kind, _comparable(recipe_dict(recipe)))
 
-    A directory that holds another recipe's checkpoints is refused rather than mixed.
+
+def prepare_run_dir(recipe: TrainRecipe, kind: str) -> str | None:
+    """Claim the run directory, record the recipe and provenance; return a checkpoint to resume.
+
+    A directory that holds another recipe's checkpoints is refused rather than mixed (the
+    claim is `gengap.runs.RunDir`'s, as for every run directory).
     """
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(recipe.out)
-    out.mkdir(parents=True, exist_ok=True)
-    recipe_path = out / "recipe.yaml"
     last = get_last_checkpoint(str(out)) if any(out.glob("checkpoint-*")) else None
-    if recipe_path.is_file() and (last or (out / FINAL_DIR).is_dir()):
-        previous = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
-        previous.pop("kind", None)
-        if _comparable(previous) != _comparable(recipe_dict(recipe)):
-            changed = sorted(k for k in _comparable(recipe_dict(recipe))
-                             if previous.get(k) != getattr(recipe, k))
-            raise InputError(
-                f"{out} holds a run with a different recipe (changed: {', '.join(changed)})",
-                hint="use a new --out directory, or delete the old run",
-            )
+    run_dir(recipe, kind).claim(has_results=last is not None or (out / FINAL_DIR).is_dir())
+    recipe_path = out / "recipe.yaml"
     if (out / FINAL_DIR).is_dir():
         return last  # finished: keep its provenance as it was
     if last and not recipe.resume:

@@ -28,6 +28,7 @@ from gengap.train.common import (
     prepare_run_dir,
     read_curve,
     resolve_task,
+    run_dir,
     save_final,
     trainer_arguments,
 )
@@ -185,9 +186,6 @@ def train_grpo(recipe: GRPORecipe, *, eval_fn: EvalFn | None = None) -> TrainRes
 
     `eval_fn` replaces `gengap eval` at checkpoints (tests pass a fake).
     """
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
     out = Path(recipe.out)
     recipe, task = resolve_task(recipe)
     if recipe.split is None:
@@ -195,6 +193,15 @@ def train_grpo(recipe: GRPORecipe, *, eval_fn: EvalFn | None = None) -> TrainRes
     last = prepare_run_dir(recipe, "grpo")
     if (done := finished_result(out)) is not None:
         return done
+    with run_dir(recipe, "grpo").lock():  # one trainer per run directory
+        return _train(recipe, task, out, last, eval_fn)
+
+
+def _train(recipe: Any, task: Any, out: Path, last: str | None,
+           eval_fn: EvalFn | None) -> TrainResult:
+    """Train from `last` (or the start) to the end and save the final model."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
 
     indices = list(range(task.count(recipe.split, recipe.n_prompts, default=2000,
                                     where="n_prompts")))

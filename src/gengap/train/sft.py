@@ -31,6 +31,7 @@ from gengap.train.common import (
     prepare_run_dir,
     read_curve,
     resolve_task,
+    run_dir,
     save_final,
     trainer_arguments,
 )
@@ -103,13 +104,19 @@ def train_sft(recipe: SFTRecipe, *, eval_fn: EvalFn | None = None) -> TrainResul
     `eval_fn` replaces `gengap eval` at checkpoints (tests pass a fake); by default the recipe's
     eval splits are evaluated whenever `eval_every` > 0.
     """
-    from trl import SFTConfig, SFTTrainer
-
     out = Path(recipe.out)
     recipe, task = resolve_task(recipe)
     last = prepare_run_dir(recipe, "sft")
     if (done := finished_result(out)) is not None:
         return done
+    with run_dir(recipe, "sft").lock():  # one trainer per run directory
+        return _train(recipe, task, out, last, eval_fn)
+
+
+def _train(recipe: Any, task: Any, out: Path, last: str | None,
+           eval_fn: EvalFn | None) -> TrainResult:
+    """Train from `last` (or the start) to the end and save the final model."""
+    from trl import SFTConfig, SFTTrainer
 
     dataset = load_sft_data(recipe.data)
     probes = probe_sets(load_sft_data(recipe.grad_norm_data or recipe.data),
