@@ -361,3 +361,26 @@ def test_vllm_backend_for_real():
     assert facts["seed_changes_samples"]
     assert facts["crowded_shape_ok"]
     assert facts["greedy_matches_hf_engine"], (facts["greedy_vllm"], facts["greedy_hf"])
+
+
+def test_single_round_episodes_draw_exactly_the_samplers_keyed_samples() -> None:
+    """Difficulty records stay those of the per-sample k draws (keys = sample ids): measured
+    bit-identical to the records before episodes existed, on the cold-started model."""
+    from gengap.models.tiny import build_tiny
+    from gengap.rollout import HFSampler, SamplingParams, group_by_sample, run_episodes
+    from gengap.tasks import get_task
+
+    task = get_task("generalpoints", prompt_style="compact")
+    model, tokenizer = build_tiny("text", seed=1, hidden_size=32, intermediate_size=64,
+                                  num_hidden_layers=1, num_attention_heads=2,
+                                  num_key_value_heads=2, initializer_range=0.5)
+    sampler = HFSampler(model, tokenizer)
+    samples = [task.sample("train", i, 0) for i in range(6)]
+    params = SamplingParams(k=3, temperature=1.0, top_k=20, max_new_tokens=8, seed=4)
+    direct = sampler.generate([task.messages(s) for s in samples], None, params,
+                              keys=[s.id for s in samples])
+    episodes = group_by_sample(run_episodes(sampler, task, samples, params, 1), 3)
+    assert [[e.attempts[0] for e in group] for group in episodes] == [
+        [c.text for c in group] for group in direct.completions]
+    assert [[e.verdicts[0] for e in group] for group in episodes] == [
+        [task.verify(s, c.text) for c in group] for s, group in zip(samples, direct.completions)]
