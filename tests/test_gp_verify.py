@@ -90,8 +90,16 @@ def test_long_and_deep_formulas_are_judged_in_bounded_time() -> None:
     assert score("(" * 10_000 + "4").reward == -3.0  # over-long
     deep = "(" * 130 + "4*3+2+10" + ")" * 130
     assert score(deep).reward == -3.0  # 256 chars max
-    nested = "(" * 80 + "4" + ")" * 80 + "*3+2+10"  # deeper than the evaluator's bound
-    assert score(nested).reward == -1.0
+    # Any nesting that fits in 256 characters is evaluated, as Python's eval would.
+    nested = "(" * 80 + "4" + ")" * 80 + "*3+2+10"
+    assert score(nested).reward == 5.0
+
+
+@pytest.mark.parametrize("digits", ["٤*٣+٢+١٠", "４*３+２+１０", "4*3+2+1\u0660"])
+def test_non_ascii_digits_are_illegal_characters(digits: str) -> None:
+    """Arabic-Indic or full-width digits are not numbers (the study's check rejects them)."""
+    verdict = score(digits)
+    assert verdict.reward == -3.0 and "illegal" in verdict.feedback
 
 
 def test_image_variant_checks_recognised_cards_first() -> None:

@@ -13,7 +13,9 @@ Bad input (an `InputError`) prints what is wrong, where and how to fix it, and e
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,16 +44,73 @@ console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+STATE = {"debug": os.environ.get("GENGAP_DEBUG", "") not in ("", "0")}
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show the traceback of unexpected errors (or GENGAP_DEBUG=1).")] = False,
+) -> None:
+    """Study and close the generalization gap between SFT and RL post-training."""
+    STATE["debug"] = STATE["debug"] or debug
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some disk space, then rerun the same command: finished parts are kept",
+    errno.EDQUOT: "free some disk space, then rerun the same command: finished parts are kept",
+    errno.EACCES: "choose a path you can write to (or fix its permissions)",
+    errno.EPERM: "choose a path you can write to (or fix its permissions)",
+    errno.EROFS: "the file system is read-only: choose another --out path",
+    errno.EISDIR: "a directory is in the way: give a file path",
+    errno.ENOTDIR: "a file is in the way: part of the path is not a directory",
+    errno.ENOENT: "check the path",
+}
+
+
+def _error(message: str, hint: str | None = None) -> None:
+    text = Text("error: ", style="bold red") + Text(message)
+    if hint:
+        text += Text(f"\n  hint: {hint}")
+    console.print(text)
+
+
 def friendly_errors(fn: F) -> F:
-    """Turn an `InputError` into a clear message and exit code 2 (no traceback)."""
+    """The CLI's error boundary: every expected failure is a message and exit code 2.
+
+    Bad input (`InputError`) names what, where and the fix; I/O failures (disk full, no
+    permission, a file in the way) name the file and what to do; Ctrl-C exits 130 with the
+    note that a rerun continues. Anything else is a bug: one line saying so and where to report
+    it, exit code 1, the traceback only with --debug.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
         except InputError as exc:
-            console.print(Text("error: ", style="bold red") + Text(str(exc)))
+            _error(str(exc))
             raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            _error("interrupted", "rerun the same command to continue where it stopped")
+            raise typer.Exit(code=130) from None
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            _error(f"{exc.strerror or exc}{where}", _OS_HINTS.get(exc.errno or -1))
+            raise typer.Exit(code=2) from None
+        except MemoryError:
+            _error("out of memory", "use a smaller batch or model, or free memory")
+            raise typer.Exit(code=2) from None
+        except Exception as exc:
+            if STATE["debug"]:
+                raise
+            _error(f"internal error: {type(exc).__name__}: {exc}",
+                   "this is a bug in gengap, not in your input: rerun with --debug for the "
+                   "traceback and report it (command, traceback, `pip list`) to the gengap "
+                   "issue tracker")
+            raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
 

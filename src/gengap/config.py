@@ -18,6 +18,7 @@ compact``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -239,8 +240,11 @@ def _coerce(value: Any, hint: Any, key: str, where: str, raw: bool) -> Any:
         if isinstance(value, int):
             return value
         if raw:
+            text = str(value).replace("_", "")
+            if len(text) > 30:  # Python would parse 10**400; no setting of gengap needs it
+                raise InputError(f"{key!r} is too large: {text[:20]}...", where=where)
             try:
-                return int(str(value).replace("_", ""))
+                return int(text)
             except ValueError:
                 raise bad() from None
         raise bad()
@@ -248,12 +252,16 @@ def _coerce(value: Any, hint: Any, key: str, where: str, raw: bool) -> Any:
         if isinstance(value, bool):
             raise bad()
         if isinstance(value, int | float):
-            return float(value)
-        # YAML 1.1 reads 1e-5 (no dot) as a string: accept number-like strings everywhere.
-        try:
-            return float(str(value))
-        except ValueError:
-            raise bad() from None
+            number = float(value)
+        else:
+            # YAML 1.1 reads 1e-5 (no dot) as a string: accept number-like strings everywhere.
+            try:
+                number = float(str(value))
+            except (ValueError, OverflowError):
+                raise bad() from None
+        if not math.isfinite(number):  # inf / nan train NaN models and write invalid JSON
+            raise InputError(f"{key!r} must be a finite number, got {value!r}", where=where)
+        return number
     if inner is str:
         if isinstance(value, str):
             return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -13,13 +14,42 @@ from typing import IO, Any
 from gengap.errors import InputError
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+# Files gengap writes get the mode any other program's would (mkstemp makes them 0600).
+FILE_MODE = 0o666 & ~_umask()
+
+
+def jsonable(obj: Any) -> Any:
+    """`obj` with every non-finite float replaced by None, so the JSON written is valid.
+
+    (Python's json writes NaN / Infinity, which no JSON parser outside Python reads.)
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """One line of strict JSON (non-finite floats become null)."""
+    return json.dumps(jsonable(obj), ensure_ascii=False, allow_nan=False, default=str)
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for every non-blank line; bad JSON is an `InputError`."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}", hint="check the path")
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with path.open(encoding="utf-8", errors="strict") as f:
+        for number, line in _lines(f, path):
             if not line.strip():
                 continue
             try:
@@ -37,6 +67,17 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, obj
 
 
+def _lines(f: IO[str], path: Path) -> Iterator[tuple[int, str]]:
+    number = 0
+    try:
+        for number, line in enumerate(f, start=1):
+            yield number, line
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start} of line {number + 1})",
+                         where=f"{path}:{number + 1}",
+                         hint="save the file as UTF-8 JSON lines") from None
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file beside `path` and rename it into place only on success.
@@ -45,8 +86,12 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     file behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the file the user asked for, not our temporary
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    os.fchmod(fd, FILE_MODE)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
@@ -63,7 +108,7 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     n = 0
     with atomic_open(path) as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(dumps(row) + "\n")
             n += 1
     return n
 
@@ -71,5 +116,5 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
 def write_json(path: str | Path, obj: Any) -> None:
     """Atomically write `obj` as indented JSON."""
     with atomic_open(path) as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
+        json.dump(jsonable(obj), f, indent=2, ensure_ascii=False, default=str, allow_nan=False)
         f.write("\n")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gengap.errors import InputError
-from gengap.io import atomic_open, read_jsonl, write_json
+from gengap.io import atomic_open, dumps, read_jsonl, write_json
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:
@@ -198,7 +198,7 @@ def write_records(path: Path, records: Iterable[dict[str, Any]], schema: Any = N
     else:
         with atomic_open(path) as f:
             for record in records:
-                f.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+                f.write(dumps(record) + "\n")
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gengap.errors import InputError
-from gengap.io import atomic_open, read_jsonl
+from gengap.io import atomic_open, dumps, read_jsonl
 
 
 @dataclass
@@ -64,7 +63,7 @@ def score_file(task: Any, input: str | Path, output: str | Path, *,
                    "feedback": verdict.feedback}
             if verdict.metrics:
                 out["metrics"] = dict(verdict.metrics)
-            f.write(json.dumps(out, ensure_ascii=False) + "\n")
+            f.write(dumps(out) + "\n")
             stats.scored += 1
             stats.correct += verdict.correct
             stats.reward_sum += verdict.reward

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from gengap.errors import InputError
-from gengap.io import read_jsonl, write_json
+from gengap.io import dumps, read_jsonl, write_json
 from gengap.runinfo import run_metadata
 from gengap.runs import PartStore, RunDir, read_records, write_records
 
@@ -464,7 +464,7 @@ def _append_timing(shard_dir: Path, part: str, samples: int, seconds: float, tok
 
 def _append_line(path: Path, row: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(dumps(row) + "\n")
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,14 +9,13 @@ relative to the JSONL, in the order of the prompt's image parts. `gengap score` 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from gengap.errors import InputError
-from gengap.io import atomic_open
+from gengap.io import atomic_open, dumps
 from gengap.runs import atomic_dir, clean_stale
 
 
@@ -58,7 +57,7 @@ def export_split(task: Any, split: str, n: int | None, seed: int, out: str | Pat
                     image.save(tmp_images / f"{name}.png")
                     names.append(f"{image_dir.name}/{name}.png")
                 row["images"] = names
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(dumps(row) + "\n")
             written += 1
     if not any(image_dir.iterdir()):
         image_dir.rmdir()  # text tasks: no empty folder beside the JSONL

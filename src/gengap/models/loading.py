@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,28 @@ def resolve_spec(spec: str, *, task: Any = None) -> Path | str:
             f"model {spec!r} is neither a checkpoint directory nor a hub id",
             hint="pass 'tiny', a directory with config.json, or an 'org/name' hub id",
         )
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") and not _in_hub_cache(spec):
+        import difflib
+
+        close = difflib.get_close_matches(spec, [TINY_SPEC], n=1)
+        raise InputError(
+            f"model {spec!r} is not a checkpoint directory, and no hub model of that name is in "
+            "the local Hugging Face cache (gengap runs offline)",
+            hint=(f"did you mean {close[0]!r}? " if close else "")
+            + "pass 'tiny', a directory with config.json, or set HF_HUB_OFFLINE=0 to download",
+        )
     return spec  # a hub id: from_pretrained resolves it (needs network or a local HF cache)
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the local HF cache holds a config.json of `repo_id` (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # a malformed id: not in the cache either
+        return False
+    return isinstance(found, str)
 
 
 @contextlib.contextmanager

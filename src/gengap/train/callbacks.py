@@ -201,3 +201,21 @@ class BudgetCallback(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._write(state)
+
+
+class DivergenceGuard(TrainerCallback):
+    """Stop a run whose loss turned NaN or infinite, instead of saving a broken model."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
+               **kwargs: Any) -> None:
+        import math
+
+        from gengap.errors import InputError
+
+        loss = (logs or {}).get("loss")
+        if isinstance(loss, int | float) and not math.isfinite(loss):
+            raise InputError(
+                f"training diverged: the loss is {loss} at step {state.global_step}",
+                where=args.output_dir,
+                hint="lower the learning rate; the run directory keeps the last good checkpoint",
+            )

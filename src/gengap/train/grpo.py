@@ -17,7 +17,13 @@ from typing import Any, Literal
 
 from gengap.errors import InputError
 from gengap.io import write_json
-from gengap.train.callbacks import BudgetCallback, CurveCallback, EvalFn, task_eval_fn
+from gengap.train.callbacks import (
+    BudgetCallback,
+    CurveCallback,
+    DivergenceGuard,
+    EvalFn,
+    task_eval_fn,
+)
 from gengap.train.common import (
     TrainRecipe,
     TrainResult,
@@ -251,8 +257,8 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
     }
     budget = BudgetCallback(out / "budget.json", static, grpo_flops(n_params, recipe), side,
                             resumed=last is not None)
-    for callback in (budget, *side):  # budget first: its clock starts before step-0 evals
-        trainer.add_callback(callback)
+    for callback in (budget, *side, DivergenceGuard()):  # budget first: its clock starts
+        trainer.add_callback(callback)  # before step-0 evals
 
     trainer.train(resume_from_checkpoint=last)
     final = save_final(trainer, loaded.processor, out)

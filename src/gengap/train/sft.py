@@ -18,6 +18,7 @@ from gengap.train.callbacks import (
     BucketGradNormCallback,
     BudgetCallback,
     CurveCallback,
+    DivergenceGuard,
     EvalFn,
     task_eval_fn,
 )
@@ -154,8 +155,8 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
     }
     budget = BudgetCallback(out / "budget.json", static, sft_flops(n_params, recipe.lora), side,
                             resumed=last is not None)
-    for callback in (budget, *side):  # budget first: its clock starts before step-0 evals
-        trainer.add_callback(callback)
+    for callback in (budget, *side, DivergenceGuard()):  # budget first: its clock starts
+        trainer.add_callback(callback)  # before step-0 evals
 
     trainer.train(resume_from_checkpoint=last)
     final = save_final(trainer, loaded.processor, out)

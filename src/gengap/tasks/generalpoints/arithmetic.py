@@ -20,10 +20,14 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
-TOKEN_RE = re.compile(r"\d+|[+\-*/()]")
+# ASCII digits only: `\d` would also take Arabic-Indic or full-width digits, which `int()`
+# then reads as numbers (the study's regex + eval would reject them as illegal characters).
+TOKEN_RE = re.compile(r"[0-9]+|[+\-*/()]")
 OPERATORS = frozenset("+-*/")
 MAX_FORMULA_CHARS = 256
-MAX_DEPTH = 64
+# Deeper than any formula of MAX_FORMULA_CHARS can nest (each level costs 2 characters), so the
+# depth bound never judges a legal formula: it only guards direct callers.
+MAX_DEPTH = MAX_FORMULA_CHARS // 2 + 1
 
 
 class FormulaError(ValueError):

@@ -43,8 +43,13 @@ WHITESPACE_MODES = ("strict", "ignore")
 MAX_COMPLETION_CHARS = 8192  # longer completions are judged on their first 8 KiB
 
 _KEY = r"""["']{key}["']\s*:\s*"""
-_FORMULA_RE = re.compile(_KEY.format(key="formula") + r"""(["'])(.*?)\1""", re.S)
-_CARDS_RE = re.compile(_KEY.format(key="cards") + r"\[([^\]]*)\]")
+# The quoted formula is bounded too (past MAX_FORMULA_CHARS it is illegal anyway), so a run of
+# unterminated "formula" keys cannot make the search quadratic.
+_FORMULA_RE = re.compile(_KEY.format(key="formula") + r"""(["'])(.{0,"""
+                         + str(MAX_FORMULA_CHARS + 64) + r"""}?)\1""", re.S)
+# The list body is bounded (4 card names fit in far less): an unbounded `[^\]]*` rescans the
+# rest of the text from every "cards" key, quadratic on adversarial completions.
+_CARDS_RE = re.compile(_KEY.format(key="cards") + r"\[([^\]]{0,200})\]")
 
 
 def extract_formula(completion: str) -> str | None:
