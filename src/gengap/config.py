@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -78,12 +79,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {exc}", where=str(path)) from None
+        raise InputError(f"not valid YAML: {exc}", where=str(path),
+                         hint="fix the YAML syntax at the line and column shown") from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", where=str(path), hint="save it as UTF-8") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise InputError(f"a recipe must be a mapping of key: value, got {type(data).__name__}",
-                         where=str(path))
+                         where=str(path), hint="write one `key: value` per line")
     return data
 
 
@@ -91,10 +95,14 @@ def load_recipe(
     cls: type[R],
     path: str | Path | None = None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
+    *,
+    base: Mapping[str, Any] | None = None,
+    base_label: str = "preset",
     **explicit: Any,
 ) -> R:
     """Build a recipe of class `cls` from defaults, a YAML file, explicit values and overrides.
 
+    `base` holds values already read from a file (e.g. a preset), reported as `base_label`.
     `explicit` values that are None are ignored (a CLI option the user did not give).
     `overrides` are ``key=value`` strings (or an already parsed mapping of raw values).
     Calls `validate()` on the result if the class defines it.
@@ -107,9 +115,13 @@ def load_recipe(
     def put(key: str, value: Any, where: str, raw: bool) -> None:
         field, _, entry = key.partition(".")
         if field not in keys:
+            import difflib
+
+            close = difflib.get_close_matches(field, keys, n=1)
             raise InputError(
                 f"unknown key {field!r}", where=where,
-                hint=f"valid keys: {', '.join(keys)}",
+                hint=(f"did you mean {close[0]!r}? " if close else "")
+                + f"valid keys: {', '.join(keys)}",
             )
         if entry:  # one entry of a dict field
             if get_origin(_strip_optional(hints[field])) is not dict:
@@ -119,9 +131,16 @@ def load_recipe(
             current[entry] = yaml.safe_load(value) if raw and isinstance(value, str) else value
             values[field], sources[field] = current, where
             return
-        values[field] = _coerce(value, hints[field], field, where, raw)
+        try:
+            values[field] = _coerce(value, hints[field], field, where, raw)
+        except InputError as exc:
+            exc.hint = exc.hint or (f"give {field} {_describe(_strip_optional(hints[field]))}"
+                                    f" ({where})")
+            raise
         sources[field] = where
 
+    for key, value in (base or {}).items():
+        put(str(key), value, base_label, raw=False)
     if path is not None:
         path = resolve_recipe_path(path)
         for key, value in read_yaml(path).items():
@@ -144,7 +163,14 @@ def load_recipe(
     recipe = cls(**values)
     validate = getattr(recipe, "validate", None)
     if callable(validate):
-        validate()
+        try:
+            validate()
+        except InputError as exc:
+            named = [f"{k} comes from {v}" for k, v in sources.items()
+                     if re.search(rf"\b{re.escape(k)}\b", exc.message)]
+            exc.hint = exc.hint or ("fix that value" + (f" ({'; '.join(named)})" if named
+                                                         else " (a recipe key or key=value)"))
+            raise
     return recipe
 
 

@@ -102,7 +102,8 @@ def load_preset(name: str, *, quick: bool = False, overrides: list[str] = ()) ->
         data.update(quick_block)
     data["preset"] = name + (" --quick" if quick else "")
     # load_recipe parses key=value words itself (a later word wins, bad words are errors).
-    return load_recipe(StudyConfig, None, list(overrides), **data)
+    return load_recipe(StudyConfig, None, list(overrides), base=data,
+                       base_label=f"preset {path}")
 
 
 class Study:

@@ -84,7 +84,8 @@ def select(
     """
     for name, bound in (("--min", min_rate), ("--max", max_rate)):
         if bound is not None and not 0.0 <= bound <= 1.0:
-            raise InputError(f"{name} must lie in [0, 1], got {bound}", where=name)
+            raise InputError(f"{name} must lie in [0, 1], got {bound}", where=name,
+                             hint="pass rates are shares of k rollouts, e.g. --min 0 --max 1")
     pool = [r for r in records if _in_band(r["pass_rate"], min_rate, max_rate)]
     available = _bucket_counts(pool)
     by_bucket = {b: [r for r in pool if r["bucket"] == b] for b in BUCKETS}
@@ -122,7 +123,7 @@ def select(
         if size < 1 or size > len(chosen):
             raise InputError(
                 f"--size {size} is not between 1 and the {len(chosen)} rows of {variant!r}",
-                where="--size",
+                where="--size", hint=f"pass --size {len(chosen)} or less, or leave it out",
             )
         chosen = rng.sample(chosen, size)
     if not chosen:

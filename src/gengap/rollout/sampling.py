@@ -55,7 +55,8 @@ class SamplingParams:
         ]
         for ok, message in checks:
             if not ok:
-                raise InputError(message, where="sampling parameters")
+                raise InputError(message, where="sampling parameters",
+                                 hint="fix the option named in the message")
 
     @property
     def greedy(self) -> bool:

@@ -356,7 +356,8 @@ class TaskBase:
         if n is None:
             return spec.size if spec.size is not None else default
         if n < 1:
-            raise InputError(f"{where} must be >= 1, got {n}", where=where)
+            raise InputError(f"{where} must be >= 1, got {n}", where=where,
+                             hint="ask for at least one sample")
         if spec.size is not None and n > spec.size:
             raise InputError(
                 f"split {split!r} of task {self.name!r} holds {spec.size} samples, "

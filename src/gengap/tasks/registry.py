@@ -54,7 +54,8 @@ def _import_target(spec: str) -> Any:
         if module_name.endswith(".py"):
             path = Path(module_name).expanduser().resolve()
             if not path.is_file():
-                raise InputError(f"no such file: {path}", where=spec)
+                raise InputError(f"no such file: {path}", where=spec,
+                                 hint="give the path of your task's .py file, then :Class")
             name = f"gengap_user_task_{abs(hash(str(path)))}"
             module = sys.modules.get(name)
             if module is None:
@@ -70,7 +71,9 @@ def _import_target(spec: str) -> Any:
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise InputError(f"{module_name!r} has no attribute {attr!r}", where=spec) from None
+        names = sorted(n for n in vars(module) if not n.startswith("_"))
+        raise InputError(f"{module_name!r} has no attribute {attr!r}", where=spec,
+                         hint=f"names it defines: {', '.join(names[:12])}") from None
 
 
 def task_class(name: str) -> type:
@@ -133,6 +136,8 @@ def build_task(
         config = load_recipe(cls.Config, None, raw, **options)
     except InputError as exc:
         exc.where = f"task {name!r} option" + (f" ({exc.where})" if exc.where else "")
+        if exc.hint is None or exc.hint.startswith("fix that value ("):
+            exc.hint = f"`gengap tasks --task {name}` lists the task's options"
         raise
     try:
         task = cls(config)

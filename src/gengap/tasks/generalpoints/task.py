@@ -156,13 +156,16 @@ class GeneralPointsTask(TaskBase):
                                 description="red suits (training sees black)"))
         return {s.name: s for s in splits}
 
-    def split_variant(self, split: str) -> dict[str, Any]:
-        """Face rule, dealer and suit colours of a split (warmup: decided per sample)."""
-        if split == "test-ood-visual" and self.modality != "image":
+    def split(self, name: str) -> Split:
+        if name == "test-ood-visual" and self.modality != "image":
             raise InputError(
                 "split 'test-ood-visual' exists only for the image modality",
                 hint="pass --task-option modality=image, or pick test-ood-rule",
             )
+        return super().split(name)
+
+    def split_variant(self, split: str) -> dict[str, Any]:
+        """Face rule, dealer and suit colours of a split (warmup: decided per sample)."""
         self.split(split)
         ood_rule = split == "test-ood-rule"
         colours = "mixed" if self.modality == "text" else "black"
