@@ -43,6 +43,7 @@ from gengap.errors import InputError
 from gengap.io import write_json
 from gengap.runinfo import run_metadata
 from gengap.runs import atomic_dir, clean_stale
+from gengap.tasks.base import message_text
 
 # Bump when the meaning of a recipe changes (data format, training code), so old caches miss.
 COLDSTART_FORMAT = 3
@@ -265,20 +266,9 @@ def task_characters(task: Any, seed: int, per_split: int = 200) -> tuple[str, ..
         n = per_split if split.size is None else min(per_split, split.size)
         for i in range(n):
             sample = task.sample(split.name, i, seed)
-            seen.update(_text_of(task.messages(sample)))
+            seen.update(message_text(task.messages(sample)))
             seen.update(task.target(sample))
     return tuple(sorted(seen - set(CHARACTERS) - {"\r", "\x0b", "\x0c"}))
-
-
-def _text_of(messages: list[dict[str, Any]]) -> str:
-    parts = []
-    for m in messages:
-        content = m["content"]
-        if isinstance(content, str):
-            parts.append(content)
-        else:
-            parts += [p.get("text", "") for p in content if p.get("type") == "text"]
-    return "".join(parts)
 
 
 def _run(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:

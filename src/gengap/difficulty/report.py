@@ -26,6 +26,7 @@ from gengap.difficulty.estimate import (
     pass_rate_histogram,
 )
 from gengap.io import atomic_open
+from gengap.tasks.base import message_text
 
 BUCKET_COLOURS = {"hard": "#c0392b", "medium": "#e6a23c", "easy": "#27ae60"}
 MAX_CATEGORY_ROWS = 15  # per-class tables over 100 classes: show the hardest ones
@@ -155,18 +156,6 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def _prompt_text(messages: list[dict[str, Any]]) -> str:
-    parts = []
-    for message in messages:
-        content = message["content"]
-        if isinstance(content, str):
-            parts.append(content)
-        else:
-            parts += ["<image>" if p.get("type") == "image" else p.get("text") or ""
-                      for p in content]
-    return "\n".join(parts)
-
-
 def pick_examples(records: Sequence[dict[str, Any]], per_bucket: int, seed: int = 0
                   ) -> dict[str, list[dict[str, Any]]]:
     """A few random records per bucket (seeded, so the report is reproducible)."""
@@ -240,7 +229,7 @@ def render_markdown(
                    else ""),
                 "",
                 "```text",
-                _prompt_text(task.messages(sample)).strip()[:600],
+                message_text(task.messages(sample), image="<image>", sep="\n").strip()[:600],
                 "```",
                 f"target: `{task.target(sample)}`",
             ]

@@ -428,6 +428,19 @@ def user_turn(text: str, n_images: int = 0) -> Message:
     return {"role": "user", "content": [*image_parts(n_images), {"type": "text", "text": text}]}
 
 
+def message_text(messages: Sequence[Message], *, image: str = "", sep: str = "") -> str:
+    """A conversation's text: every text part joined by `sep`, image parts as `image`."""
+    parts = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            parts.append(content)
+        else:
+            parts += [image if p.get("type") == "image" else p.get("text") or ""
+                      for p in content]
+    return sep.join(parts)
+
+
 def count_images(messages: Sequence[Message]) -> int:
     """Image parts in a conversation (what its image list must match)."""
     return sum(1 for m in messages if isinstance(m.get("content"), list)
