@@ -232,3 +232,21 @@ def test_the_table_is_broad() -> None:
     assert commands >= {"tasks", "data", "score", "eval", "difficulty", "curate",
                         "difficulty-report", "report", "train sft", "train grpo",
                         "reproduce", "coldstart"}
+
+
+def test_a_damaged_part_file_names_itself_and_the_fix(files, tmp_path: Path) -> None:
+    """A corrupt part of a resumed run: a message naming the part and how to redo it."""
+    import shutil
+
+    run = tmp_path / "difficulty"
+    shutil.copytree(files["difficulty"], run)
+    part = sorted((run / "parts").glob("part-*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:40])
+    (run / "difficulty.parquet").unlink()
+    (run / "summary.json").unlink()
+    (run / "done.json").unlink()
+    result = CliRunner().invoke(app, [
+        "difficulty", "--model", "scripted", *GP, "-O", "prompt_style=compact", "--n", "12",
+        "--k", "2", "--out", str(run)])
+    assert result.exit_code == 2 and part.name in result.output, result.output
+    assert "delete it and rerun" in result.output
