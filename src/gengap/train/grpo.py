@@ -248,5 +248,6 @@ def train_grpo(recipe: GRPORecipe, *, eval_fn: EvalFn | None = None) -> TrainRes
         trainer.add_callback(callback)
 
     trainer.train(resume_from_checkpoint=last)
-    final = save_final(trainer, loaded.processor, out)
+    final = save_final(trainer, loaded.processor, out, merge=recipe.merge_adapters,
+                       base=loaded.path)
     return TrainResult(out, final, budget.last, read_curve(out))
