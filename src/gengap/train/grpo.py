@@ -213,6 +213,9 @@ def train_grpo(recipe: GRPORecipe, *, eval_fn: EvalFn | None = None) -> TrainRes
     dataset = Dataset.from_list(prompt_rows(task, samples))
 
     loaded = load_for_training(recipe.model, recipe, task)
+    from gengap.models.compat import check_trainable
+
+    check_trainable(loaded.model, "grpo")
     config = GRPOConfig(
         **trainer_arguments(recipe, recipe.per_device_batch(recipe.num_generations)),
         num_generations=recipe.num_generations,

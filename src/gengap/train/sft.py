@@ -129,6 +129,10 @@ def train_sft(recipe: SFTRecipe, *, eval_fn: EvalFn | None = None) -> TrainResul
         eval_dataset=probes or None,
         processing_class=loaded.processor, peft_config=lora_config(recipe),
     )
+    from gengap.models.compat import adapt_sft_collator
+
+    trainer.data_collator = adapt_sft_collator(trainer.data_collator, trainer.model,
+                                               loaded.processor)
     n_params, trainable = count_parameters(trainer.model)
     side: list[Any] = []
     every = recipe.steps_between_evals
