@@ -271,10 +271,14 @@ class HFSampler:
     def _rows_for(self, prompt_len: int, params: SamplingParams) -> int:
         """Rows (prompts x k) whose KV cache and activations fit the memory budget."""
         text = text_config(self.model)
-        layers = text.num_hidden_layers
-        heads = text.num_attention_heads
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+        hidden = getattr(text, "hidden_size", None) or 1024
+        layers = getattr(text, "num_hidden_layers", None) or 32
+        heads = getattr(text, "num_attention_heads", None) or 16
+        head_dim = getattr(text, "head_dim", None) or hidden // heads
         kv_heads = getattr(text, "num_key_value_heads", None) or heads
+        # Not every family names its MLP width alike (GPT-2: n_inner, None = 4 x hidden).
+        mlp = getattr(text, "intermediate_size", None) or 4 * hidden
+        vocab = getattr(text, "vocab_size", None) or 32000
         itemsize = torch.finfo(self.dtype).bits // 8
         context = prompt_len + params.max_new_tokens
         # The engine keeps one prompt KV per prompt; generate keeps one per row.
@@ -282,7 +286,7 @@ class HFSampler:
         per_row = 2 * layers * kv_heads * head_dim * params.max_new_tokens * itemsize
         per_row += 2 * layers * kv_heads * head_dim * prompt_len * itemsize / share
         # Activations of one step: MLP, logits and attention scores (float32), a few copies.
-        per_row += 4 * (4 * text.intermediate_size + text.vocab_size + 3 * heads * context)
+        per_row += 4 * (4 * mlp + vocab + 3 * heads * context)
         budget = _available_memory(self.device) * self.memory_fraction
         return max(params.k, min(self.max_batch_rows, int(budget // per_row)))
 
