@@ -5,8 +5,11 @@ own chat template and processor) goes through `gengap eval`, `gengap difficulty`
 `gengap curate`, `gengap train sft` and `gengap train grpo` (full and LoRA; LoRA kept as an
 adapter directory, which `eval` then takes as a model) and `gengap reproduce` with a `model:`
 key. Two families run by default (Llama: the issue's case, a text family; Mllama: the
-SFT-vs-RL study's family, sampled with generate, trained by SFT only); the rest are marked
-slow. `--device auto` is the CPU here; on a GPU machine the same commands run on CUDA.
+SFT-vs-RL study's family, sampled with generate, trained by SFT only), each command on its
+own; the rest are marked slow and go through the study (eval, difficulty, curate, LoRA SFT
+and GRPO kept as adapters) plus the commands the study does not run (eval of a kept adapter,
+full SFT, full GRPO), which keeps them at about half the cost. `--device auto` is the CPU
+here; on a GPU machine the same commands run on CUDA.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ DTYPE = ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if DEVICE 
 def families() -> list:
     return [pytest.param(name, marks=() if name in FAST else pytest.mark.slow)
             for name in FAMILIES]
+
+
+TRAIN = ["--steps", 1, "--batch-size", 2, "--eval-every", 0, "--lr", 1e-2]
+SFT = ["grad_norm_every=0", "max_length=null"]
+GRPO = ["num_generations=2", "max_completion_length=6", "n_prompts=4"]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +76,7 @@ def changed(before: Path, after: Path) -> list[str]:
     return [k for k in a if k in b and not torch.equal(a[k], b[k])]
 
 
-@pytest.mark.parametrize("name", families())
+@pytest.mark.parametrize("name", FAST)
 def test_every_command(name: str, checkpoints, tmp_path: Path) -> None:
     ckpt = checkpoints(name)
     opts = task_options(name)
@@ -90,8 +98,7 @@ def test_every_command(name: str, checkpoints, tmp_path: Path) -> None:
     ok("curate", "--difficulty", tmp_path / "difficulty", "--variant", "all", "--out",
        tmp_path / "data.jsonl")
 
-    train = ["--steps", 1, "--batch-size", 2, "--eval-every", 0, "--lr", 1e-2]
-    sft = ["grad_norm_every=0", "max_length=null"]
+    train, sft = TRAIN, SFT
     ok("train", "sft", "--model", ckpt, "--data", tmp_path / "data.jsonl", "--out",
        tmp_path / "sft", *train, *sft)
     assert changed(ckpt, tmp_path / "sft" / "final"), "full SFT moved no parameter"
@@ -105,8 +112,7 @@ def test_every_command(name: str, checkpoints, tmp_path: Path) -> None:
     assert config["base_model_name_or_path"] == str(ckpt.resolve())
     assert not (adapter / "model.safetensors").exists()
 
-    grpo = ["--task", "generalpoints", *opts, *train, "num_generations=2",
-            "max_completion_length=6", "n_prompts=4"]
+    grpo = ["--task", "generalpoints", *opts, *train, *GRPO]
     for kind in ("full", "lora"):
         lora = ["--lora", "lora_r=4", "lora_alpha=8"] if kind == "lora" else []
         result = run("train", "grpo", "--model", ckpt, "--out", tmp_path / f"grpo-{kind}",
@@ -128,7 +134,8 @@ def test_every_command(name: str, checkpoints, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", families())
 def test_reproduce_with_a_model_key(name: str, checkpoints, tmp_path: Path) -> None:
-    """The whole study from the family's checkpoint, LoRA arms kept as adapter directories."""
+    """The whole study from the family's checkpoint, LoRA arms kept as adapter directories;
+    for the families `test_every_command` does not run, the commands the study leaves out."""
     ckpt = checkpoints(name)
     image = FAMILIES[name].modality == "image"
     arms = "[sft-all]" if name in GRPO_UNSUPPORTED else "[sft-all,grpo]"
@@ -152,3 +159,47 @@ def test_reproduce_with_a_model_key(name: str, checkpoints, tmp_path: Path) -> N
     difficulty = json.loads((out / "difficulty" / "summary.json").read_text())
     assert difficulty["model"]["path"] == str(ckpt)
     assert difficulty["model"]["strategy"] == STRATEGY.get(name, "engine")
+    init = json.loads((out / "runs" / "init" / "seed-0" / "eval" / "results.json").read_text())
+    assert (init["model"]["device"], init["model"]["dtype"]) == (DEVICE, DTYPE)
+    if name in FAST:
+        return
+
+    opts = task_options(name)
+    adapter = out / "runs" / "sft-all" / "seed-0" / "final"
+    ok("eval", "--model", adapter, "--task", "generalpoints", *opts, "--splits", "test-id",
+       "--n", 1, "--verify-iters", 1, "--out", tmp_path / "eval-adapter")
+    model = json.loads((tmp_path / "eval-adapter" / "results.json").read_text())["model"]
+    assert model["adapter_base"] == str(ckpt.resolve())
+    assert model["strategy"] == STRATEGY.get(name, "engine")
+    ok("train", "sft", "--model", ckpt, "--data", out / "data" / "sft-all.jsonl", "--out",
+       tmp_path / "sft", *TRAIN, *SFT)
+    assert changed(ckpt, tmp_path / "sft" / "final"), "full SFT moved no parameter"
+    ok("train", "grpo", "--model", ckpt, "--out", tmp_path / "grpo", "--task", "generalpoints",
+       *opts, *TRAIN, *GRPO)
+    assert (tmp_path / "grpo" / "final" / "model.safetensors").exists()
+
+
+def test_mllama_sft_batches_get_the_whole_sequences_cross_attention_mask() -> None:
+    """TRL's collator leaves Mllama's cross-attention mask at the prompt's length; gengap's
+    wrapper gives every token of prompt + completion the mask the processor gives the whole
+    text."""
+    from PIL import Image
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    from gengap.models.compat import adapt_sft_collator
+    from gengap.models.families import build_family
+
+    model, processor = build_family("mllama")
+    prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "24"}]}]
+    completion = [{"role": "assistant", "content": "10+10+4"}]
+    image = Image.new("RGB", (56, 28), "red")  # two tiles
+    inner = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)
+    collator = adapt_sft_collator(inner, model, processor)
+    batch = collator([{"prompt": prompt, "completion": completion, "images": [image]}])
+    text = processor.apply_chat_template(prompt + completion, tokenize=False)
+    whole = processor(text=[text], images=[[image]], return_tensors="pt",
+                      add_special_tokens=False)
+    assert torch.equal(batch["input_ids"], whole["input_ids"])
+    assert torch.equal(batch["cross_attention_mask"], whole["cross_attention_mask"])
+    with torch.no_grad():
+        model(**{k: v for k, v in batch.items() if k not in ("completion_mask",)})

@@ -3,9 +3,12 @@
 - Mllama (Llama-3.2-Vision) SFT: TRL's vision-language collator concatenates the processed
   prompt with the tokenized completion and flushes padding left, but leaves Mllama's
   `cross_attention_mask` (which tokens see which image tiles) at the prompt's length and
-  layout; the model then fails on the shape. `adapt_sft_collator` rebuilds the mask from the
-  final token ids with the processor's own functions (every token from an image token on
-  sees that image's tiles, as the processor does for a whole prompt).
+  layout; the model then fails on the shape. It also tokenizes the completion text with the
+  processor, and `MllamaProcessor` puts a BOS token in front of every text, so the completion
+  would start with a stray <|begin_of_text|>. `adapt_sft_collator` tokenizes completions with
+  the plain tokenizer and rebuilds the mask from the final token ids with the processor's own
+  functions (every token from an image token on sees that image's tiles, as the processor
+  does for a whole prompt): the batch equals the processor's output for prompt + completion.
 - Mllama GRPO: TRL's GRPOTrainer hands the processor's `cross_attention_mask` and aspect-ratio
   tensors to its log-prob pass, which does not accept them: `check_trainable` refuses the run
   up front with that reason instead of a traceback mid-training.
@@ -41,11 +44,29 @@ def check_trainable(model: Any, kind: str) -> None:
                                       "difficulty), which works")
 
 
+class _TextWithoutImages:
+    """The processor for calls with images; its plain tokenizer for text-only calls (TRL's
+    completions), so that no BOS is added in front of a completion."""
+
+    def __init__(self, processor: Any):
+        self.processor = processor
+
+    def __call__(self, *args: Any, images: Any = None, **kwargs: Any) -> Any:
+        if images is None:
+            return self.processor.tokenizer(*args, **kwargs)
+        return self.processor(*args, images=images, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.processor, name)
+
+
 class MllamaCrossAttentionMask:
     """Wrap a collator: recompute `cross_attention_mask` for the batch's final token ids."""
 
     def __init__(self, collator: Any, processor: Any):
         self.collator, self.processor = collator, processor
+        if hasattr(collator, "processor"):
+            collator.processor = _TextWithoutImages(processor)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         from transformers.models.mllama.processing_mllama import (

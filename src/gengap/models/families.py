@@ -173,7 +173,7 @@ class Family:
     modality: str  # "text" or "image"
     architecture: str  # the transformers class
     stands_for: str  # the real checkpoints of this family
-    build: Callable[[int | None], tuple[PreTrainedModel, Any]]
+    build: Callable[..., tuple[PreTrainedModel, Any]]
 
 
 def _tokenizer(template: str, specials: tuple[str, ...], *, eos: str, bos: str | None = None,
@@ -214,12 +214,12 @@ def _seeded(seed: int | None) -> None:
 
 def _text_family(config_cls: str, model_cls: str, template: str, specials: tuple[str, ...],
                  eos: str, *, bos: str | None = None, stop: tuple[str, ...] = (),
-                 **config: Any) -> Callable[[int | None], tuple[PreTrainedModel, Any]]:
-    def build(seed: int | None = 0) -> tuple[PreTrainedModel, Any]:
+                 **config: Any) -> Callable[..., tuple[PreTrainedModel, Any]]:
+    def build(seed: int | None = 0, **size: Any) -> tuple[PreTrainedModel, Any]:
         import transformers
 
         tokenizer = _tokenizer(_template(template), specials, eos=eos, bos=bos)
-        settings = {**TEXT_SIZE, **config, **_token_ids(tokenizer)}
+        settings = {**TEXT_SIZE, **config, **size, **_token_ids(tokenizer)}
         cfg = getattr(transformers, config_cls)(**settings)
         _seeded(seed)
         model = getattr(transformers, model_cls)(cfg)
@@ -438,11 +438,17 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 )}
 
 
-def build_family(name: str, seed: int | None = 0) -> tuple[PreTrainedModel, Any]:
-    """A tiny random model of family `name` and its tokenizer (text) or processor (VLMs)."""
+def build_family(name: str, seed: int | None = 0, **size: Any) -> tuple[PreTrainedModel, Any]:
+    """A tiny random model of family `name` and its tokenizer (text) or processor (VLMs).
+
+    `size`: decoder config fields overriding `TEXT_SIZE` (text families only), e.g. the
+    benchmark's ``hidden_size=128, num_hidden_layers=4``.
+    """
     if name not in FAMILIES:
         raise InputError(f"unknown model family {name!r}", hint=f"one of {', '.join(FAMILIES)}")
-    return FAMILIES[name].build(seed)
+    if size and FAMILIES[name].modality != "text":
+        raise InputError("size overrides apply to the text families only", where=name)
+    return FAMILIES[name].build(seed, **size)
 
 
 def save_family(name: str, path: str | Path, seed: int | None = 0) -> Path:
