@@ -5,20 +5,23 @@
 Builds a random tiny Qwen2 (seed 0), samples GeneralPoints prompts through `VLLMSampler` and
 prints one JSON line of facts that tests/test_rollout.py asserts on: completion shapes,
 determinism per seed, subset invariance with keys, more prompts than one step's token budget
-holds, and greedy agreement with the HF engine -- for that model and for a tiny random model
-of every other text family vLLM's CPU build runs (`gengap.models.families`: Llama with its
-llama3 rotary scaling, Mistral with its sliding window, Qwen3, Gemma, Phi-3), each with
+holds, and greedy agreement with the HF engine -- for that model and for a tiny random Llama
+(`gengap.models.families`: Llama 3's chat format and llama3 rotary scaling), built with
 `tensor_parallel_size` and `gpu_memory_utilization` passed through as commands pass them.
+Each further family costs a vLLM start-up (about a minute on 2 cores), so the check stays at
+one non-Qwen family. vLLM's CPU attention has kernels for some head sizes only (16 fails with
+"Unsupported CPU attention configuration"): the family model uses head_dim 32.
 It prints facts rather than asserting so the test in the main environment shows what differed.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import tempfile
 
-FAMILIES_CHECKED = ("llama", "mistral", "qwen3", "gemma", "phi3")
+FAMILIES_CHECKED = ("llama",)
 
 
 def family_greedy(name: str, prompts: list, params, texts) -> dict:
@@ -28,7 +31,7 @@ def family_greedy(name: str, prompts: list, params, texts) -> dict:
     from gengap.rollout.vllm_backend import VLLMSampler
 
     try:
-        model, tokenizer = build_family(name, seed=0)
+        model, tokenizer = build_family(name, seed=0, head_dim=32)
         hf = texts(HFSampler(model, tokenizer).generate(prompts, None, params))
         with tempfile.TemporaryDirectory(prefix=f"gengap-vllm-{name}-") as path:
             model.save_pretrained(path)
@@ -72,6 +75,8 @@ def main() -> int:
         crowded = sampler.generate(many, None, SamplingParams(**{**sampled.__dict__, "k": 8}))
         greedy = SamplingParams(k=2, max_new_tokens=12)
         vllm_greedy = sampler.generate(prompts, None, greedy)
+        del sampler  # one vLLM engine at a time (the family check below starts its own)
+        gc.collect()
     hf_greedy = HFSampler(model, tokenizer).generate(prompts, None, greedy)
 
     def texts(result):
