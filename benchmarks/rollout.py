@@ -77,6 +77,7 @@ def dcsft_way(model, tokenizer, prompts, params) -> dict:
     start = time.perf_counter()
     samples = tokens = 0
     eos = model.generation_config.eos_token_id
+    eos = torch.tensor([eos] if isinstance(eos, int) else list(eos))
     with torch.inference_mode():
         for first in range(0, len(prompts), 4):
             texts = [
@@ -94,7 +95,7 @@ def dcsft_way(model, tokenizer, prompts, params) -> dict:
                     max_new_tokens=params.max_new_tokens,
                 )
                 new = out[:, batch["input_ids"].shape[1] :]
-                is_eos = new == eos
+                is_eos = torch.isin(new, eos)
                 ended = is_eos.any(-1)
                 lengths = torch.where(ended, is_eos.int().argmax(-1) + 1, new.shape[1])
                 samples += new.shape[0]

@@ -8,8 +8,9 @@ list, whatever the batch composition, chunking or sharding: the resumable diffic
 relies on it. The HF backend (both its strategies, the shared-prefix engine and `generate`)
 draws one uniform number per generated token from a counter-based stream seeded by
 ``(seed, key, sample index)`` (`gengap.rollout.draw`); the vLLM backend seeds each request from
-the same key. The only residue of batch composition is floating-point noise in the logits (padding and
-matrix shapes), which can flip a draw only when it lands within ~1e-6 of a probability boundary.
+the same key. The only residue of batch composition is floating-point noise in the logits
+(padding and matrix shapes), which can flip a draw only when it lands within ~1e-6 of a
+probability boundary.
 """
 
 from __future__ import annotations
