@@ -19,7 +19,14 @@ Model: --model DIR, else the cached cold-started tiny model (`gengap coldstart` 
 benchmark never trains), otherwise a random tiny model of the same size (the output says which;
 a random model rarely emits EOS, so most samples run to max_new_tokens).
 
+Other families (--family NAME, repeatable; default llama; --family none skips): a random model
+of that family (`gengap.models.families`) at the cold-started model's decoder size, with its
+own chat template, on the same job: the engine against `generate` driven by the same draws
+(`HFSampler(strategy="generate")`: the fallback for families the engine does not serve; it
+must produce the same samples, which the output checks) and against the DC-SFT way.
+
 Usage: python benchmarks/rollout.py [--prompts 256] [--k 8] [--vllm-python .venv-vllm/bin/python]
+       python benchmarks/rollout.py --only-families --family llama --family gemma2
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ def dcsft_way(model, tokenizer, prompts, params) -> dict:
     start = time.perf_counter()
     samples = tokens = 0
     eos = model.generation_config.eos_token_id
+    eos = torch.tensor([eos] if isinstance(eos, int) else list(eos))
     with torch.inference_mode():
         for first in range(0, len(prompts), 4):
             texts = [
@@ -87,7 +95,7 @@ def dcsft_way(model, tokenizer, prompts, params) -> dict:
                     max_new_tokens=params.max_new_tokens,
                 )
                 new = out[:, batch["input_ids"].shape[1] :]
-                is_eos = new == eos
+                is_eos = torch.isin(new, eos)
                 ended = is_eos.any(-1)
                 lengths = torch.where(ended, is_eos.int().argmax(-1) + 1, new.shape[1])
                 samples += new.shape[0]
@@ -193,6 +201,47 @@ def time_breakdown(sampler, prompts, params) -> dict[str, float]:
     return seconds
 
 
+def family_comparison(name: str, prompts, params, repeats: int, baseline_prompts: int) -> None:
+    """Engine vs generate (same draws) vs the DC-SFT way on a random model of family `name`."""
+    from gengap.models.families import build_family
+    from gengap.models.tiny import TEXT_DEFAULTS, count_parameters
+    from gengap.rollout import HFSampler
+
+    size = {k: TEXT_DEFAULTS[k] for k in ("hidden_size", "intermediate_size",
+                                          "num_hidden_layers", "num_attention_heads",
+                                          "num_key_value_heads")}
+    size["head_dim"] = size["hidden_size"] // size["num_attention_heads"]
+    model, tokenizer = build_family(name, seed=0, initializer_range=0.02, **size)
+    engine = HFSampler(model, tokenizer)
+    fallback = HFSampler(model, tokenizer, strategy="generate")
+    engine.generate(prompts[:8], None, params)  # warm-up
+    fallback.generate(prompts[:8], None, params)
+    keys = [f"prompt-{i}" for i in range(len(prompts))]
+    timed = {}
+    outputs = {}
+    for label, sampler in (("engine", engine), ("generate, same draws", fallback)):
+        runs = [sampler.generate(prompts, None, params, keys=keys) for _ in range(repeats)]
+        best = min(runs, key=lambda r: r.seconds)
+        timed[label] = {"seconds": best.seconds, "samples": best.num_samples,
+                        "tokens": best.generated_tokens}
+        outputs[label] = [[c.text for c in s] for s in best.completions]
+    a_prompts = prompts[: baseline_prompts or len(prompts)]
+    timed["DC-SFT way: generate, batch 4, k passes"] = min(
+        (dcsft_way(model, tokenizer, a_prompts, params) for _ in range(repeats)),
+        key=lambda r: r["seconds"])
+    same = outputs["engine"] == outputs["generate, same draws"]
+    print()
+    print(f"family {name} ({type(model).__name__}, random, {count_parameters(model) / 1e6:.2f}M "
+          f"parameters, strategy {engine.strategy}): same samples from both strategies: "
+          f"{'yes' if same else 'NO'}")
+    engine_rate = timed["engine"]["samples"] / timed["engine"]["seconds"]
+    for label, row in timed.items():
+        rate = row["samples"] / row["seconds"]
+        ratio = "" if label == "engine" else f"{engine_rate / rate:9.1f}x"
+        print(f"  {label:44s} {rate:10.0f} samples/s {row['tokens'] / row['seconds']:10.0f} "
+              f"tokens/s {ratio:>10s}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=256)
@@ -210,10 +259,16 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="checkpoint directory")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (best)")
     parser.add_argument("--vllm-worker", metavar="MODEL_DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--family", action="append", default=None,
+                        help="another model family to time against generate (default llama; "
+                             "'none' skips)")
+    parser.add_argument("--only-families", action="store_true",
+                        help="run the family comparison only")
     args = parser.parse_args()
     if args.vllm_worker:
         vllm_worker(args.vllm_worker)
         return
+    families = [f for f in (args.family or ["llama"]) if f != "none"]
 
     import torch
 
@@ -232,11 +287,15 @@ def main() -> None:
         max_new_tokens=args.max_new_tokens or task_max_new,
         seed=0,
     )
-    print(f"model: {description}; {count_parameters(model) / 1e6:.2f}M parameters")
     print(
         f"job: {len(prompts)} {args.task} prompts x k={params.k}, temperature 0.9, top_k 50, "
         f"max_new_tokens {params.max_new_tokens}; torch threads {torch.get_num_threads()}"
     )
+    if args.only_families:
+        for name in families:
+            family_comparison(name, prompts, params, args.repeats, args.baseline_prompts)
+        return
+    print(f"model: {description}; {count_parameters(model) / 1e6:.2f}M parameters")
 
     sampler = HFSampler(model, processor)
     sampler.generate(prompts[:8], None, params)  # warm-up (allocator, first calls)
@@ -326,6 +385,8 @@ def main() -> None:
             ratio = engine_rate / (row["samples"] / row["seconds"])
             verdict = "met" if ratio >= target else "NOT met"
             print(f"target >= {target}x {short}: {ratio:.1f}x ({verdict})")
+    for name in families:
+        family_comparison(name, prompts, params, args.repeats, args.baseline_prompts)
 
 
 if __name__ == "__main__":

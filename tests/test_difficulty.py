@@ -300,7 +300,7 @@ def fake_engine(monkeypatch):
 
     factory = fake_factory()
     monkeypatch.setattr(estimate, "load_sampler",
-                        lambda config, task, device: factory(config, task))
+                        lambda config, task, *args, **kwargs: factory(config, task))
 
 
 def _cli(*args: str):

@@ -129,7 +129,7 @@ def test_changed_settings_in_the_same_directory_are_refused(tmp_path: Path, scri
 
 
 def test_bad_split_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="has no split 'test-ood-visual'"):
+    with pytest.raises(InputError, match="only for the image modality"):
         ev.evaluate(config(splits=["test-ood-visual"]), tmp_path, loaded=loaded())
     with pytest.raises(InputError, match="has no split 'dev'"):
         ev.evaluate(config(splits=["dev"]), tmp_path, loaded=loaded())

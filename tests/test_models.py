@@ -205,3 +205,121 @@ def test_tiny_qwen2_5_vl_round_trip_and_generate(tmp_path: Path) -> None:
         assert torch.equal(loaded.model(**again).logits, logits)
         out = loaded.model.generate(**again, max_new_tokens=4, do_sample=False)
     assert out.shape[1] <= again["input_ids"].shape[1] + 4
+
+
+# -- precision ---------------------------------------------------------------------------------
+
+
+def test_dtype_resolution_per_device() -> None:
+    from gengap.models.loading import resolve_dtype
+
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype(None, "cpu") == torch.float32
+    assert resolve_dtype("bf16", "cpu") == torch.bfloat16
+    assert resolve_dtype(torch.float16, "cpu") == torch.float16
+    with pytest.raises(InputError, match="unknown dtype"):
+        resolve_dtype("int8", "cpu")
+    if torch.cuda.is_available():
+        expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        assert resolve_dtype("auto", "cuda:0") == expected
+
+
+def test_load_in_bfloat16_is_recorded(tmp_path: Path) -> None:
+    from gengap.models.loading import describe
+
+    model, tokenizer = build_tiny("text", seed=0, **SMALL)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path), dtype="bfloat16", device="cpu")
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    info = describe(loaded)
+    assert (info["dtype"], info["device"], info["architecture"]) == (
+        "bfloat16", "cpu", "Qwen2ForCausalLM")
+
+
+# -- LoRA adapter directories as models --------------------------------------------------------
+
+
+def _adapter(base: Path, out: Path, seed: int) -> Any:
+    """A PEFT adapter with random (non-zero) weights over the checkpoint at `base`."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                            init_lora_weights=False, task_type="CAUSAL_LM"))
+    peft.save_pretrained(out)
+    return peft
+
+
+def test_adapter_directory_loads_merged_into_its_base(tmp_path: Path) -> None:
+    from gengap.models.loading import describe, is_adapter_dir
+
+    model, tokenizer = build_tiny("text", seed=0, **SMALL)
+    base = tmp_path / "base"
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    peft = _adapter(base, tmp_path / "adapter", seed=1)
+    assert is_adapter_dir(tmp_path / "adapter")
+    loaded = load_model(str(tmp_path / "adapter"))
+    assert type(loaded.model).__name__ == "Qwen2ForCausalLM"  # merged, not a PeftModel
+    assert loaded.base == str(base) and describe(loaded)["adapter_base"] == str(base)
+    batch = loaded.tokenizer(["<|user|>24 as10 4,3,2,K<|end|><|assistant|>"],
+                             return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        expected = peft.eval()(**batch).logits
+        torch.testing.assert_close(loaded.model(**batch).logits, expected, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(model(**batch).logits, expected, atol=1e-3)  # it matters
+
+    # An adapter over an adapter (e.g. a kept LoRA arm started from a kept LoRA arm).
+    from gengap.models.loading import ADAPTER_CONFIG
+
+    merged_first = tmp_path / "merged"
+    loaded.model.save_pretrained(merged_first)
+    second = _adapter(merged_first, tmp_path / "second", seed=2)
+    config_path = tmp_path / "second" / ADAPTER_CONFIG
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "adapter")
+    config_path.write_text(json.dumps(config))
+    chained = load_model(str(tmp_path / "second"))
+    with torch.no_grad():
+        torch.testing.assert_close(chained.model(**batch).logits, second.eval()(**batch).logits,
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_bad_adapter_directories_are_input_errors(tmp_path: Path) -> None:
+    from gengap.models.loading import ADAPTER_CONFIG
+
+    (tmp_path / ADAPTER_CONFIG).write_text(json.dumps({"peft_type": "LORA"}))
+    with pytest.raises(InputError, match="names no base model"):
+        load_model(str(tmp_path))
+    (tmp_path / ADAPTER_CONFIG).write_text(json.dumps(
+        {"peft_type": "LORA", "base_model_name_or_path": str(tmp_path / "gone")}))
+    with pytest.raises(InputError, match="neither a checkpoint directory"):
+        load_model(str(tmp_path))
+
+
+# -- chat templates ----------------------------------------------------------------------------
+
+
+def test_a_checkpoint_without_chat_template_gets_the_fix(tmp_path: Path) -> None:
+    """Base models ship no chat template: the error names the fix, and the fix works."""
+    from typer.testing import CliRunner
+
+    from gengap.cli import app
+    from gengap.models.families import PHI2, _template, save_family
+
+    path = save_family("phi", tmp_path / "phi2")
+    (path / "chat_template.jinja").unlink()
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (path / "tokenizer_config.json").write_text(json.dumps(config))
+    args = ["eval", "--model", str(path), "--task", "generalpoints", "-O",
+            "prompt_style=compact", "--splits", "test-id", "--n", "1", "--verify-iters", "1"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2
+    assert "has no chat template" in result.output and "chat_template.jinja" in result.output
+    (path / "chat_template.jinja").write_text(_template(PHI2))
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output

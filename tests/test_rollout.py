@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -361,6 +362,63 @@ def test_vllm_backend_for_real():
     assert facts["seed_changes_samples"]
     assert facts["crowded_shape_ok"]
     assert facts["greedy_matches_hf_engine"], (facts["greedy_vllm"], facts["greedy_hf"])
+    for name, family in facts["families"].items():
+        assert family.get("equal"), (name, family)
+
+
+# --------------------------------------------------------------------------- vLLM options
+class FakeVLLM:
+    """Stands in for the `vllm` package: records what `vllm.LLM` was built with."""
+
+    built: ClassVar[list[dict]] = []
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    class LLM:
+        def __init__(self, model, **kwargs):
+            FakeVLLM.built.append({"model": model, **kwargs})
+
+        def get_tokenizer(self):
+            return None
+
+        def generate(self, requests, sampling, use_tqdm=False):
+            from types import SimpleNamespace
+
+            return [SimpleNamespace(
+                outputs=[SimpleNamespace(index=0, text="4*6", token_ids=[1, 2, 3],
+                                         finish_reason="stop")],
+                prompt_token_ids=r.get("prompt_token_ids")) for r in requests]
+
+
+def test_vllm_options_reach_the_engine_from_eval(tmp_path, monkeypatch):
+    """--tensor-parallel-size / --gpu-memory-utilization go to vllm.LLM; the checkpoint is
+    handed over as a path (never loaded into transformers first); results.json records it."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from gengap.cli import app
+
+    monkeypatch.setitem(sys.modules, "vllm", FakeVLLM)
+    FakeVLLM.built.clear()
+    model, tokenizer = build_tiny("text", seed=0, **SMALL)
+    model.save_pretrained(tmp_path / "ckpt")
+    tokenizer.save_pretrained(tmp_path / "ckpt")
+    args = ["eval", "--model", str(tmp_path / "ckpt"), "--task", "generalpoints", "-O",
+            "prompt_style=compact", "--splits", "test-id", "--n", "2", "--verify-iters", "1",
+            "--backend", "vllm", "--tensor-parallel-size", "2", "--gpu-memory-utilization",
+            "0.6", "--out", str(tmp_path / "eval")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert FakeVLLM.built[-1]["model"] == str(tmp_path / "ckpt")
+    assert FakeVLLM.built[-1]["tensor_parallel_size"] == 2
+    assert FakeVLLM.built[-1]["gpu_memory_utilization"] == 0.6
+    info = json.loads((tmp_path / "eval" / "results.json").read_text())["model"]
+    assert (info["backend"], info["tensor_parallel_size"]) == ("vllm", 2)
+    hf = CliRunner().invoke(app, [*args[:-2], "--backend", "hf", "--out", str(tmp_path / "x")])
+    assert hf.exit_code == 2 and "only apply to the vllm backend" in hf.output
 
 
 def test_single_round_episodes_draw_exactly_the_samplers_keyed_samples() -> None:

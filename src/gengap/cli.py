@@ -6,7 +6,8 @@ One syntax everywhere:
   with ``-O/--task-option key=value`` (repeatable), typed by the task's config dataclass;
 - recipes and presets take trailing ``key=value`` words (dotted keys set one entry of a
   mapping: ``task_options.modality=image``);
-- ``--device auto`` (CUDA when visible, else CPU) on every command that runs a model.
+- ``--device auto`` (CUDA when visible, else CPU) on every command that runs a model, and
+  ``--dtype auto`` (float32 on CPU, bfloat16 -- else float16 -- on a GPU) where it samples.
 
 Bad input (an `InputError`) prints what is wrong, where and how to fix it, and exits with code 2.
 """
@@ -123,6 +124,12 @@ TaskOptions = Annotated[list[str] | None, typer.Option(
     "--task-option", "-O", help="Task option key=value (repeatable); see `gengap tasks --task "
     "NAME`.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when visible, else CPU), cpu, cuda[:N].")]
+Dtype = Annotated[str, typer.Option(
+    help="auto (float32 on CPU; bfloat16, else float16, on a GPU), float32, bfloat16, float16.")]
+TensorParallel = Annotated[int | None, typer.Option(
+    help="vLLM: GPUs to shard the model over (default 1).", min=1)]
+GpuMemory = Annotated[float | None, typer.Option(
+    help="vLLM: share of each GPU's memory for weights and KV cache (default 0.9).")]
 ModelSpec = Annotated[str, typer.Option(
     help="'tiny' (the embedded default, cold-started per task) or a checkpoint directory.")]
 Overrides = Annotated[list[str] | None, typer.Argument(
@@ -295,16 +302,22 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed of the splits and of sampling.")] = 0,
     backend: Annotated[str, typer.Option(help="hf or vllm")] = "hf",
     device: Device = "auto",
+    dtype: Dtype = "auto",
+    tensor_parallel_size: TensorParallel = None,
+    gpu_memory_utilization: GpuMemory = None,
 ) -> None:
     """Evaluate a model on ID / OOD splits: results.json + samples.jsonl."""
     from gengap.evaluate import EvalConfig, evaluate, format_table
+    from gengap.rollout.factory import backend_options
 
     built = _task(task, task_option, model=model)
     config = EvalConfig(
         model=model, task=task, splits=_split_list(splits), n=n, verify_iters=verify_iters,
         temperature=temperature, seed=seed, backend=backend, task_options=built.options,
     )
-    payload = evaluate(config, out, device=device)
+    options = backend_options(backend, tensor_parallel_size=tensor_parallel_size,
+                              gpu_memory_utilization=gpu_memory_utilization)
+    payload = evaluate(config, out, device=device, dtype=dtype, backend_options=options)
     Console().print(format_table(payload["results"]), highlight=False)
     console.print(f"results in {out / 'results.json'}")
 
@@ -342,6 +355,9 @@ def difficulty_command(
     format: Annotated[str, typer.Option(help="parquet or jsonl")] = "parquet",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: Device = "auto",
+    dtype: Dtype = "auto",
+    tensor_parallel_size: TensorParallel = None,
+    gpu_memory_utilization: GpuMemory = None,
 ) -> None:
     """Estimate per-sample difficulty (k rollouts -> pass rate -> easy/medium/hard); resumable."""
     from gengap.difficulty.estimate import (
@@ -350,6 +366,7 @@ def difficulty_command(
         estimate_difficulty,
         format_summary,
     )
+    from gengap.rollout.factory import backend_options
 
     built = _task(task, task_option, model=model)
     split = split or built.split_for("train")
@@ -361,7 +378,9 @@ def difficulty_command(
     )
     result = estimate_difficulty(
         config, out, shard=ShardSpec.parse(shard), chunk_size=chunk_size, progress=progress,
-        task=built, device=device,
+        task=built, device=device, dtype=dtype,
+        backend_options=backend_options(backend, tensor_parallel_size=tensor_parallel_size,
+                                        gpu_memory_utilization=gpu_memory_utilization),
     )
     if result.summary is not None:
         Console().print(format_summary(result.summary), highlight=False)
@@ -424,6 +443,25 @@ OptionalTask = Annotated[str | None, typer.Option(
     "--task", help="Task (SFT default: the one the curated data came from).")]
 
 
+TrainDevice = Annotated[str | None, typer.Option(
+    help="auto (the GPUs accelerate sees, else CPU), cpu or cuda (recipe key use_cpu); mixed "
+         "precision follows the recipe's bf16 (default: bf16 where supported, else fp16).")]
+
+
+def _use_cpu(device: str | None) -> bool | None:
+    """--device of a training command as the recipe's use_cpu (None: keep the recipe's)."""
+    if device in (None, "auto"):
+        return None  # the recipe's (default: CPU only when no GPU is visible)
+    if device == "cpu":
+        return True
+    if device.startswith("cuda"):
+        from gengap.models import resolve_device
+
+        resolve_device(device)  # refuses cuda without a GPU
+        return False
+    raise InputError(f"unknown device {device!r}", hint="auto, cpu or cuda")
+
+
 def _task_words(task_option: list[str] | None) -> list[str]:
     """-O key=value as recipe overrides task_options.key=value."""
     from gengap.config import parse_overrides
@@ -459,6 +497,7 @@ def train_sft_command(
     lora: Annotated[bool | None, typer.Option("--lora/--no-lora", help="LoRA via PEFT.")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps.")] = None,
     report_to: ReportTo = None,
+    device: TrainDevice = None,
 ) -> None:
     """Supervised fine-tuning with TRL's SFTTrainer (recipe keys: configs/train/sft.yaml)."""
     from gengap.config import load_recipe
@@ -468,7 +507,7 @@ def train_sft_command(
         SFTRecipe, config, [*_task_words(task_option), *(overrides or [])], model=model,
         data=data, task=task, steps=steps, out=out, learning_rate=learning_rate,
         batch_size=batch_size, seed=seed, lora=lora, eval_every=eval_every,
-        report_to=report_to.split(",") if report_to else None,
+        report_to=report_to.split(",") if report_to else None, use_cpu=_use_cpu(device),
     )
     _print_train_result(train_sft(recipe))
 
@@ -494,6 +533,7 @@ def train_grpo_command(
     ] = None,
     eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps.")] = None,
     report_to: ReportTo = None,
+    device: TrainDevice = None,
 ) -> None:
     """GRPO with TRL's GRPOTrainer, rewarded by the task's verifier (configs/train/grpo.yaml)."""
     from gengap.config import load_recipe
@@ -504,7 +544,7 @@ def train_grpo_command(
         task=task, split=split, steps=steps, out=out, learning_rate=learning_rate,
         batch_size=batch_size, seed=seed, reward=reward, lora=lora,
         filter_by_difficulty=filter_by_difficulty, eval_every=eval_every,
-        report_to=report_to.split(",") if report_to else None,
+        report_to=report_to.split(",") if report_to else None, use_cpu=_use_cpu(device),
     )
     _print_train_result(train_grpo(recipe))
 
@@ -530,6 +570,7 @@ def reproduce_command(
         bool, typer.Option(help="The preset's short form (CI, a first look).")
     ] = False,
     device: Device = "auto",
+    dtype: Dtype = "auto",
 ) -> None:
     """Run both studies in miniature: cold start -> difficulty -> arms -> report.
 
@@ -538,7 +579,8 @@ def reproduce_command(
     """
     from gengap.study import reproduce
 
-    report = reproduce(preset, out, quick=quick, overrides=list(ctx.args), device=device)
+    report = reproduce(preset, out, quick=quick, overrides=list(ctx.args), device=device,
+                       dtype=dtype)
     console.print(f"report: {report}")
 
 

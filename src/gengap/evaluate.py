@@ -75,13 +75,19 @@ def evaluate(
     loaded: Any = None,
     progress: bool = True,
     device: str = "auto",
+    dtype: str | None = "auto",
+    backend_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation described by `config`; returns the results dict (also written).
 
     `loaded` (a `gengap.models.LoadedModel`, or anything with .model / .processor / .path)
     skips loading `config.model`, e.g. when a training callback evaluates the model it trains.
+    `device` / `dtype` place a model loaded here; `backend_options` go to the backend (vLLM:
+    tensor_parallel_size, gpu_memory_utilization). What was used lands in results.json
+    ("model": device, dtype, backend, strategy, ...).
     """
     from gengap.rollout import SamplingParams, make_sampler, run_episodes
+    from gengap.rollout.factory import load_sampler
 
     out = Path(out_dir)
     task = build_task(config.task, config.task_options)
@@ -101,10 +107,13 @@ def evaluate(
         todo = {s: [x for x in samples if (s, x.id) not in done] for s, samples in wanted.items()}
         if any(todo.values()):
             if loaded is None:
-                from gengap.models import load_model
-
-                loaded = load_model(config.model, task=task, device=device)
-            sampler = make_sampler(loaded.model, loaded.processor, backend=config.backend)
+                sampler, model_info = load_sampler(config.model, task, backend=config.backend,
+                                                   device=device, dtype=dtype,
+                                                   **(backend_options or {}))
+            else:
+                sampler = make_sampler(loaded.model, loaded.processor, backend=config.backend)
+                model_info = _loaded_info(loaded, sampler)
+            write_json(out / "model.json", model_info)
             from tqdm.auto import tqdm
 
             bar = tqdm(total=sum(counts.values()), initial=len(done), unit="episode",
@@ -128,10 +137,32 @@ def evaluate(
         **run_metadata(asdict(config), config.seed),
         "verify_iters": verify_iters,
         "sampling": asdict(params),
-        "model_path": str(getattr(loaded, "path", config.model)),
+        "model_path": str(getattr(loaded, "path", None) or _model_info(out).get("path")
+                          or config.model),
+        "model": _model_info(out),
     }
     write_json(out / "results.json", payload)
     return payload
+
+
+def _model_info(out: Path) -> dict[str, Any]:
+    """What the run's sampling model was (device, dtype, backend, ...), from DIR/model.json."""
+    import json
+
+    path = out / "model.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _loaded_info(loaded: Any, sampler: Any) -> dict[str, Any]:
+    """model.json for an in-memory model (e.g. the one a trainer is training)."""
+    info: dict[str, Any] = {"path": str(getattr(loaded, "path", "")), "in_memory": True,
+                            "backend": "hf", "strategy": getattr(sampler, "strategy", None)}
+    parameters = getattr(loaded.model, "parameters", None)
+    parameter = next(iter(parameters()), None) if callable(parameters) else None
+    if parameter is not None:
+        info["device"] = str(parameter.device)
+        info["dtype"] = str(parameter.dtype).removeprefix("torch.")
+    return info
 
 
 def _clip(task: Any, split: str, config: EvalConfig) -> int | None:

@@ -47,6 +47,9 @@ class StudyConfig:
     # The start of every arm: "tiny" (the embedded model's cold start) or a checkpoint.
     model: str = "tiny"
     lora: bool = False  # train every arm with LoRA adapters (PEFT); sft/grpo keys override
+    # With LoRA: merge each arm's adapters into its final weights (true), or keep final/ as a
+    # PEFT adapter directory over the start model (false); every stage loads either.
+    merge_adapters: bool = True
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     coldstart: dict[str, Any] = field(default_factory=dict)  # cold-start recipe overrides
     # Difficulty: DC-SFT's settings (k rollouts at temperature 0.9, top_k 50).
@@ -110,13 +113,14 @@ class Study:
     """One study directory and the stages that fill it."""
 
     def __init__(self, config: StudyConfig, root: str | Path, *, log=print,
-                 device: str = "auto"):
+                 device: str = "auto", dtype: str = "auto"):
         from gengap.tasks.registry import build_task
 
         self.config = config
         self.root = Path(root)
         self.log = log
         self.device = device
+        self.dtype = dtype
         self.timings: dict[str, float] = {}
         self.task = build_task(config.task, config.task_options, tiny=config.model == "tiny")
         self.train_split = self.task.split_for("train")
@@ -182,7 +186,7 @@ class Study:
 
         out = self.root / "runs" / "init" / "seed-0"
         result = evaluate(self._eval_config(str(model)), out / "eval", progress=False,
-                          device=self.device)
+                          device=self.device, dtype=self.dtype)
         rows = [{"step": 0, "split": split, **metrics}
                 for split, metrics in result["results"].items()]
         write_jsonl(out / "curve.jsonl", [{k: v for k, v in r.items()
@@ -197,7 +201,7 @@ class Study:
                                   n=self.task.count(self.train_split, self.config.difficulty_n,
                                                     where="difficulty_n"),
                                   k=self.config.k, seed=self.config.seeds[0])
-        estimate_difficulty(config, out, task=self.task, device=self.device)
+        estimate_difficulty(config, out, task=self.task, device=self.device, dtype=self.dtype)
         return out
 
     def curate(self, difficulty: Path) -> dict[str, Path]:
@@ -238,6 +242,7 @@ class Study:
             "model": str(model), "out": str(out), "steps": self.config.steps,
             "batch_size": self.config.batch_size, "seed": seed, "task": self.config.task,
             "task_options": self.task_options, "lora": self.config.lora,
+            "merge_adapters": self.config.merge_adapters,
             "save_every": self.config.eval_every, "eval_every": self.config.eval_every,
             "eval_splits": list(self.eval_splits), "eval_n": self.config.eval_n,
             "eval_verify_iters": 1, "save_only_model": True,
@@ -268,14 +273,15 @@ class Study:
             return lrs[0]
         recipe = self._recipe(arm, model, data, self.config.seeds[0], out / arm)
         result = pick_lr(recipe, lrs, out / arm, val_n=self.config.sweep_val_n,
-                         steps=self.config.sweep_steps, device=self.device)
+                         steps=self.config.sweep_steps, device=self.device, dtype=self.dtype)
         ood_splits = [s.name for s in self.task.with_role("ood") if s.name in self.eval_splits]
         ood = []
         for row in result["results"]:
             config = dataclasses.replace(self._eval_config(str(Path(row["run"]) / "final")),
                                          splits=ood_splits[:1], n=self.config.sweep_ood_n)
             res = (evaluate(config, Path(row["run"]) / "ood-eval", progress=False,
-                            device=self.device)["results"] if ood_splits else {})
+                            device=self.device, dtype=self.dtype)["results"]
+                   if ood_splits else {})
             ood.append(next(iter(res.values()))["success"] if res else None)
         write_json(summary_path, {
             "lrs": [r["learning_rate"] for r in result["results"]],
@@ -323,7 +329,11 @@ class Study:
 
 
 def reproduce(preset: str, out: str | Path, *, quick: bool = False,
-              overrides: list[str] = (), device: str = "auto") -> Path:
-    """Run the preset's study in `out` (continuing a stopped one); returns report.md."""
+              overrides: list[str] = (), device: str = "auto", dtype: str = "auto") -> Path:
+    """Run the preset's study in `out` (continuing a stopped one); returns report.md.
+
+    `device` / `dtype` place the models the study samples with (evaluations, difficulty, the
+    sweep's validation); training follows the recipes (GPU when visible, bf16 where supported).
+    """
     config = load_preset(preset, quick=quick, overrides=list(overrides))
-    return Study(config, out, device=device).run()
+    return Study(config, out, device=device, dtype=dtype).run()

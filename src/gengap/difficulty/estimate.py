@@ -187,19 +187,18 @@ SamplerFactory = Callable[[DifficultyConfig, Any], tuple[Sampler, dict[str, Any]
 """(config, task) -> (sampler, model info for the summary). Tests inject fakes through it."""
 
 
-def load_sampler(config: DifficultyConfig, task: Any,
-                 device: str = "auto") -> tuple[Sampler, dict[str, Any]]:
+def load_sampler(config: DifficultyConfig, task: Any, device: str = "auto",
+                 dtype: str | None = "auto",
+                 backend_options: dict[str, Any] | None = None) -> tuple[Sampler, dict[str, Any]]:
     """Load `config.model` with gengap's loader and wrap it in the requested engine."""
-    from gengap.models import load_model, resolve_device
-    from gengap.rollout import make_sampler
+    from gengap.models import resolve_device
+    from gengap.rollout.factory import load_sampler as load_model_sampler
 
     # Under `accelerate launch` / torchrun each rank samples on its own GPU.
     device = resolve_device(device, local_rank=int(os.environ.get("LOCAL_RANK", 0)))
-    loaded = load_model(config.model, task=task, device=device)
-    processor = loaded.processor if loaded.processor is not None else loaded.tokenizer
-    sampler = make_sampler(loaded.model, processor, backend=config.backend)
-    info = {"spec": config.model, "path": str(loaded.path), "is_vlm": bool(loaded.is_vlm)}
-    info["weights"] = model_fingerprint(loaded.path)
+    sampler, info = load_model_sampler(config.model, task, backend=config.backend, device=device,
+                                       dtype=dtype, **(backend_options or {}))
+    info["weights"] = model_fingerprint(info.get("path"))
     return sampler, info
 
 
@@ -370,6 +369,8 @@ def estimate_difficulty(
     progress: bool = True,
     merge: bool = True,
     device: str = "auto",
+    dtype: str | None = "auto",
+    backend_options: dict[str, Any] | None = None,
 ) -> ShardProgress:
     """Run (or resume) difficulty estimation for one shard and merge when all shards are done.
 
@@ -403,7 +404,7 @@ def estimate_difficulty(
         todo = [i for i in wanted if i not in done]
         if todo:
             if sampler_factory is None:
-                sampler, model_info = load_sampler(config, task, device)
+                sampler, model_info = load_sampler(config, task, device, dtype, backend_options)
             else:
                 sampler, model_info = sampler_factory(config, task)
             _check_model(shard_dir, model_info)
@@ -443,10 +444,14 @@ def _check_model(shard_dir: Path, info: dict[str, Any]) -> None:
     path = shard_dir / "model.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        if old.get("weights") != info.get("weights"):
+        # Precision changes the samples too (runs from before it was recorded have none).
+        dtypes = {old.get("dtype"), info.get("dtype")} - {None}
+        if old.get("weights") != info.get("weights") or len(dtypes) > 1:
+            what = "weights" if old.get("weights") != info.get("weights") else "precision"
             raise InputError(
-                "the model's weights changed since this run started "
-                f"({old.get('path')} -> {info.get('path')})",
+                f"the model's {what} changed since this run started "
+                f"({old.get('path')} {old.get('dtype') or ''} -> {info.get('path')} "
+                f"{info.get('dtype') or ''})",
                 where=str(shard_dir),
                 hint="difficulty is specific to one model: use a new --out directory",
             )

@@ -5,10 +5,12 @@ Determinism contract (all backends): the samples of a prompt are a function of
 (e.g. the sample id) or, without keys, the rendered prompt text plus an image digest. So
 ``generate`` on a subset of prompts gives the same completions for those prompts as on the whole
 list, whatever the batch composition, chunking or sharding: the resumable difficulty estimator
-relies on it. The HF engine draws one uniform number per generated token from a counter-based
-stream seeded by ``(seed, key, sample index)``; the vLLM backend seeds each request from the same
-key. The only residue of batch composition is floating-point noise in the logits (padding and
-matrix shapes), which can flip a draw only when it lands within ~1e-6 of a probability boundary.
+relies on it. The HF backend (both its strategies, the shared-prefix engine and `generate`)
+draws one uniform number per generated token from a counter-based stream seeded by
+``(seed, key, sample index)`` (`gengap.rollout.draw`); the vLLM backend seeds each request from
+the same key. The only residue of batch composition is floating-point noise in the logits
+(padding and matrix shapes), which can flip a draw only when it lands within ~1e-6 of a
+probability boundary.
 """
 
 from __future__ import annotations

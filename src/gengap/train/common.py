@@ -7,7 +7,9 @@ A run directory holds, next to TRL's ``checkpoint-N/`` folders:
     curve.jsonl     ID / OOD evaluation at every `eval_every` steps (step 0 = the start point)
     budget.json     steps, prompts per step, epochs, wall time, tokens, estimated FLOPs, lr
     log_history.jsonl  TRL's logs (loss, grad_norm, frac_reward_zero_std, ...)
-    final/          the final model (LoRA merged into the weights) + tokenizer / processor
+    final/          the final model + tokenizer / processor: LoRA adapters merged into the
+                    weights (merge_adapters: true, the default), or a PEFT adapter directory
+                    over the start model (false; `gengap.models.load_model` loads either)
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class TrainRecipe:
     lora_alpha: int = 64
     lora_dropout: float = 0.05
     lora_target_modules: str = "all-linear"
+    merge_adapters: bool = True  # final/: adapters merged (true) or kept as an adapter dir
     # Checkpoints and the curve: evaluate at every checkpoint unless eval_every says otherwise.
     save_every: int = 100
     save_only_model: bool = False
@@ -176,14 +179,32 @@ def count_parameters(model: Any) -> tuple[int, int]:
     return total, trainable
 
 
-def trainer_arguments(recipe: TrainRecipe, per_device_batch: int) -> dict[str, Any]:
-    """The `TrainingArguments` fields SFTConfig and GRPOConfig take from the recipe alike."""
+def precision(recipe: TrainRecipe) -> dict[str, Any]:
+    """Where and in which precision the trainer runs: device, mixed precision (bf16 / fp16 /
+    no) and the master weights' dtype (float32: the model is loaded in full precision).
+
+    `bf16: null` means bf16 on GPUs that support it and fp16 mixed precision on older GPUs;
+    CPU runs stay float32 unless the recipe says bf16: true.
+    """
     import torch
 
     use_cpu = not torch.cuda.is_available() if recipe.use_cpu is None else recipe.use_cpu
+    if not use_cpu and not torch.cuda.is_available():
+        raise InputError("the recipe asks for a GPU (use_cpu: false) but none is visible",
+                         hint="use --device cpu (or auto)")
     bf16 = recipe.bf16
     if bf16 is None:
         bf16 = not use_cpu and torch.cuda.is_bf16_supported()
+    fp16 = recipe.bf16 is None and not use_cpu and not bf16
+    return {"device": "cpu" if use_cpu else "cuda", "use_cpu": use_cpu, "bf16": bool(bf16),
+            "fp16": fp16, "mixed_precision": "bf16" if bf16 else "fp16" if fp16 else "no",
+            "weights_dtype": "float32"}
+
+
+def trainer_arguments(recipe: TrainRecipe, per_device_batch: int) -> dict[str, Any]:
+    """The `TrainingArguments` fields SFTConfig and GRPOConfig take from the recipe alike."""
+    runtime = precision(recipe)
+    use_cpu, bf16 = runtime["use_cpu"], runtime["bf16"]
     return {
         "output_dir": recipe.out,
         "max_steps": recipe.steps,
@@ -203,6 +224,7 @@ def trainer_arguments(recipe: TrainRecipe, per_device_batch: int) -> dict[str, A
         "report_to": list(recipe.report_to) or "none",
         "use_cpu": use_cpu,
         "bf16": bf16,
+        "fp16": runtime["fp16"],
         # Always explicit: TRL's configs default to True, which only pays off on big models.
         "activation_checkpointing": recipe.gradient_checkpointing,
         "disable_tqdm": False,
@@ -213,15 +235,31 @@ def trainer_arguments(recipe: TrainRecipe, per_device_batch: int) -> dict[str, A
 # Run directory
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    # Keys that do not change the result may differ between a run and its resumption.
+def _comparable(config: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    # Keys that do not change the result may differ between a run and its resumption; keys at
+    # their default are left out, so a key added to the recipes later keeps old claims valid.
     ignore = {"resume", "report_to", "logging_steps", "out"}
-    return {k: v for k, v in config.items() if k not in ignore}
+    defaults = defaults or {}
+    return {k: v for k, v in config.items()
+            if k not in ignore and not (k in defaults and defaults[k] == v)}
+
+
+def _defaults(recipe: TrainRecipe) -> dict[str, Any]:
+    """The recipe class's default values (for keys an older recipe.yaml does not have)."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(recipe):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 def run_dir(recipe: TrainRecipe, kind: str) -> RunDir:
     """The arm's run directory, claimed by the recipe keys that decide the result."""
-    return RunDir(recipe.out, kind, _comparable(recipe_dict(recipe)))
+    return RunDir(recipe.out, kind, _comparable(recipe_dict(recipe), _defaults(recipe)))
 
 
 def prepare_run_dir(recipe: TrainRecipe, kind: str) -> str | None:
@@ -245,6 +283,7 @@ def prepare_run_dir(recipe: TrainRecipe, kind: str) -> str | None:
     meta = run_metadata(recipe_dict(recipe), recipe.seed)
     meta["kind"] = kind
     meta["resumed_from"] = last
+    meta["runtime"] = precision(recipe)
     write_json(out / "run.json", meta)
     return last
 
@@ -263,17 +302,25 @@ def read_curve(out: Path) -> list[dict[str, Any]]:
     return [row for _, row in read_jsonl(path)] if path.is_file() else []
 
 
-def save_final(trainer: Any, processing_class: Any, out: Path) -> Path:
-    """Save the final model to DIR/final (LoRA adapters merged, so any tool can load it).
+def save_final(trainer: Any, processing_class: Any, out: Path, *, merge: bool = True,
+               base: str | Path | None = None) -> Path:
+    """Save the final model to DIR/final.
 
-    Written aside and renamed into place: a kill during the save leaves no `final/`, and the
-    rerun resumes from the last checkpoint and saves again.
+    LoRA adapters are merged into the weights (`merge`, so any tool can load them), or saved
+    as a PEFT adapter directory whose `base_model_name_or_path` is `base` (the start
+    checkpoint, absolute; itself possibly an adapter directory). Written aside and renamed
+    into place: a kill during the save leaves no `final/`, and the rerun resumes from the last
+    checkpoint and saves again.
     """
     from gengap.runs import atomic_dir
 
     final = out / FINAL_DIR
     model = trainer.model
-    if hasattr(model, "merge_and_unload"):
+    keep = not merge and hasattr(model, "peft_config")
+    if keep and base is not None:
+        for config in model.peft_config.values():
+            config.base_model_name_or_path = str(Path(base).resolve())
+    elif hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     write_jsonl(out / "log_history.jsonl", trainer.state.log_history)
     with atomic_dir(final) as tmp:

@@ -226,6 +226,9 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
     dataset = Dataset.from_list(prompt_rows(task, samples))
 
     loaded = load_for_training(recipe.model, recipe, task)
+    from gengap.models.compat import check_trainable
+
+    check_trainable(loaded.model, "grpo")
     config = GRPOConfig(
         **trainer_arguments(recipe, recipe.per_device_batch(recipe.num_generations)),
         num_generations=recipe.num_generations,
@@ -261,5 +264,6 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
         trainer.add_callback(callback)  # before step-0 evals
 
     trainer.train(resume_from_checkpoint=last)
-    final = save_final(trainer, loaded.processor, out)
+    final = save_final(trainer, loaded.processor, out, merge=recipe.merge_adapters,
+                       base=loaded.path)
     return TrainResult(out, final, budget.last, read_curve(out))

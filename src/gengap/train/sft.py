@@ -137,6 +137,10 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
         eval_dataset=probes or None,
         processing_class=loaded.processor, peft_config=lora_config(recipe),
     )
+    from gengap.models.compat import adapt_sft_collator
+
+    trainer.data_collator = adapt_sft_collator(trainer.data_collator, trainer.model,
+                                               loaded.processor)
     n_params, trainable = count_parameters(trainer.model)
     side: list[Any] = []
     every = recipe.steps_between_evals
@@ -159,7 +163,8 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
         trainer.add_callback(callback)  # before step-0 evals
 
     trainer.train(resume_from_checkpoint=last)
-    final = save_final(trainer, loaded.processor, out)
+    final = save_final(trainer, loaded.processor, out, merge=recipe.merge_adapters,
+                       base=loaded.path)
     return TrainResult(out, final, budget.last, read_curve(out))
 
 

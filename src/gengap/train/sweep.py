@@ -90,6 +90,7 @@ def pick_lr(
     val_start: int | None = None,
     steps: int | None = None,
     device: str = "auto",
+    dtype: str | None = "auto",
 ) -> dict[str, Any]:
     """Train the arm once per learning rate, keep the best ID-validation success.
 
@@ -126,7 +127,7 @@ def pick_lr(
         run = dataclasses.replace(recipe, learning_rate=lr, out=str(out / f"lr-{lr:g}"),
                                   steps=steps_here, save_every=steps_here, eval_every=0)
         result = train(run)
-        loaded = load_model(str(result.final_model), task=task, device=device)
+        loaded = load_model(str(result.final_model), task=task, device=device, dtype=dtype)
         success = id_validation_success(loaded.model, loaded.processor, task, split, indices,
                                         seed)
         results.append({"learning_rate": lr, "val_success": success, "steps": steps_here,
