@@ -35,9 +35,11 @@ test: setup $(VLLM_VENV)/.gengap-vllm-ok
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-# The main job: the whole study in miniature (QUICK=1: the preset's short form).
+# The main job: the whole study in miniature (QUICK=1: the preset's short form; REPLICATE=1:
+# then the same preset from other starts, and whether each claim's verdict held).
 demo: setup
-	$(BIN)/gengap reproduce --preset $(PRESET) --out $(DEMO_OUT) $(if $(QUICK),--quick)
+	$(BIN)/gengap reproduce --preset $(PRESET) --out $(DEMO_OUT) $(if $(QUICK),--quick) \
+		$(if $(REPLICATE),--replicate)
 	@echo "report: $(DEMO_OUT)/report.md"
 
 lint: setup

@@ -61,7 +61,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
                 out.append([SimpleNamespace(text=task_.target(sample) if j < right else "1",
                                             num_tokens=1, finished=True)
                             for j in range(params.k)])
-            return SimpleNamespace(completions=out, generated_tokens=0)
+            return SimpleNamespace(completions=out, prompt_tokens=0, generated_tokens=0)
         return SimpleNamespace(generate=generate), {"spec": "scripted", "weights": "x"}
 
     config = DifficultyConfig(model="scripted", task="generalpoints", n=12, k=2,

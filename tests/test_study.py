@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from gengap.cli import app
 from gengap.errors import InputError
-from gengap.study import load_preset
+from gengap.study import Study, load_preset, replicate_config
 
 # The quick preset, shrunk further so the whole study runs in about a minute. A cold start
 # this short leaves most buckets empty (balanced arms then have no rows and are skipped, with
@@ -18,7 +18,8 @@ from gengap.study import load_preset
 MINI = [
     "coldstart.steps_scale=0.05", "coldstart.eval_n=0", "difficulty_n=48", "k=4",
     "arms=[sft-all,grpo]", "hard_ratios=[]", "steps=4", "batch_size=8",
-    "eval_every=2", "eval_n=12", "grpo.num_generations=4", "sweep_val_n=8",
+    "eval_every=2", "eval_n=12", "grpo.num_generations=4", "sweep_val_n=8", "test_n=16",
+    "seeds=[0]",
 ]
 
 
@@ -26,7 +27,13 @@ def test_presets_load_and_validate() -> None:
     full = load_preset("tiny-gp-text")
     quick = load_preset("tiny-gp-text", quick=True)
     assert full.seeds == [0, 1, 2] and quick.seeds == [0]
-    assert quick.steps < full.steps
+    # Replicates include the start: each seed is a start of its own, unless `starts` crosses.
+    assert full.design() == {0: [0], 1: [1], 2: [2]}
+    crossed = load_preset("tiny-gp-text", overrides=["starts=[5,6]", "seeds=[0,1]"])
+    assert crossed.design() == {5: [0, 1], 6: [0, 1]}
+    assert replicate_config(full).design() == {3: [3], 4: [4], 5: [5]}
+    assert replicate_config(crossed).design() == {7: [0, 1], 8: [0, 1]}
+    assert quick.steps < full.steps and quick.test_n < full.test_n
     assert "sft-em-hard5" in full.all_arms()
     image = load_preset("tiny-gp-image")
     assert "test-ood-visual" in image.eval_splits
@@ -36,6 +43,10 @@ def test_presets_load_and_validate() -> None:
         load_preset("tiny-gp-text", overrides=["stepz=3"])
     with pytest.raises(InputError, match="unknown arm"):
         load_preset("tiny-gp-text", overrides=["arms=[ppo]"])
+    with pytest.raises(InputError, match="verdict_checkpoint"):
+        load_preset("tiny-gp-text", overrides=["verdict_checkpoint=middle"])
+    with pytest.raises(InputError, match="repeats"):
+        load_preset("tiny-gp-text", overrides=["seeds=[1,1]"])
 
 
 @pytest.mark.slow
@@ -50,18 +61,28 @@ def test_reproduce_end_to_end_and_resume(tmp_path: Path, monkeypatch) -> None:
     assert "What the studies claim and what this run measured" in report
     for arm in ("init", "sft-all", "grpo"):
         assert f"| {arm} |" in report, arm
+    runs = out / "start-0" / "runs"
     curve = [json.loads(x) for x in
-             (out / "runs" / "grpo" / "seed-0" / "curve.jsonl").read_text().splitlines()]
+             (runs / "grpo" / "seed-0" / "curve.jsonl").read_text().splitlines()]
     assert sorted({r["step"] for r in curve}) == [0, 2, 4]
     assert {r["split"] for r in curve} == {"test-id", "test-ood-rule"}
-    budget = json.loads((out / "runs" / "sft-all" / "seed-0" / "budget.json").read_text())
-    assert budget["steps"] == 4 and budget["wall_seconds"] > 0
+    budget = json.loads((runs / "sft-all" / "seed-0" / "budget.json").read_text())
+    assert budget["steps"] == 4 and budget["wall_seconds"] > 0 and budget["cpu_seconds"] > 0
+    assert budget["flops"]["total"] > 0
+    # Every checkpoint is validated on ID; the best one and the last one get the test sets.
+    selection = json.loads((runs / "grpo" / "seed-0" / "selection.json").read_text())
+    assert set(selection["val"]) == {"2", "4"} and selection["last_step"] == 4
+    tested = {p.name for p in (runs / "grpo" / "seed-0" / "test").iterdir()}
+    assert tested == {f"step-{selection['best_step']}", "step-4"}
+    rows = (runs / "grpo" / "seed-0" / "test" / "step-4" / "samples.jsonl").read_text()
+    assert len(rows.splitlines()) == 2 * 16  # test_n per split
     assert (out / "figures" / "success_vs_step.png").exists()
-    summary = json.loads((out / "difficulty" / "summary.json").read_text())
+    summary = json.loads((out / "start-0" / "difficulty" / "summary.json").read_text())
     assert summary["n"] == 48 and sum(summary["buckets"].values()) == 48
+    assert summary["speed"]["cpu_seconds"] > 0 and summary["speed"]["flops"] > 0
 
     # A second call finds every stage complete: nothing is trained again.
-    final = out / "runs" / "grpo" / "seed-0" / "final"
+    final = runs / "grpo" / "seed-0" / "final"
     stamp = max(p.stat().st_mtime for p in final.iterdir())
     result = runner.invoke(app, ["reproduce", "--preset", "tiny-gp-text", "--quick",
                                  "--out", str(out), *MINI])
@@ -77,15 +98,12 @@ def test_reproduce_end_to_end_and_resume(tmp_path: Path, monkeypatch) -> None:
     assert result.exit_code == 0 and (out / "report.md").exists()
 
 
-def test_filtered_grpo_arm_reads_the_difficulty_run(tmp_path: Path) -> None:
-    from gengap.study import Study
-
-    config = load_preset("tiny-gp-text")
-    assert "grpo-filtered" in config.arms
+def test_filtered_grpo_arm_reads_its_starts_difficulty_run(tmp_path: Path) -> None:
+    config = load_preset("tiny-gp-text", overrides=["arms=[grpo,grpo-filtered]"])
     study = Study(config, tmp_path)
-    filtered = study._recipe("grpo-filtered", tmp_path / "m", None, 0, tmp_path / "a")
-    plain = study._recipe("grpo", tmp_path / "m", None, 0, tmp_path / "b")
-    assert filtered.filter_by_difficulty == str(tmp_path / "difficulty")
+    filtered = study._recipe(1, "grpo-filtered", tmp_path / "m", None, 0, tmp_path / "a")
+    plain = study._recipe(1, "grpo", tmp_path / "m", None, 0, tmp_path / "b")
+    assert filtered.filter_by_difficulty == str(tmp_path / "start-1" / "difficulty")
     assert plain.filter_by_difficulty is None
     assert (filtered.steps, filtered.batch_size) == (plain.steps, plain.batch_size)
 
@@ -96,3 +114,9 @@ def test_hard_share_inverts_hard_arm() -> None:
     for ratio in (0.05, 0.1, 0.15, 0.3):
         assert hard_share(hard_arm(ratio)) == ratio
     assert hard_share("sft-em") is None and hard_share("grpo") is None
+
+
+def test_only_starts_of_the_design_run(tmp_path: Path) -> None:
+    study = Study(load_preset("tiny-gp-text"), tmp_path)
+    with pytest.raises(InputError, match="not in this study's design"):
+        study.run(starts=[7])

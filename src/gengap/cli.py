@@ -569,10 +569,20 @@ def reproduce_command(
     quick: Annotated[
         bool, typer.Option(help="The preset's short form (CI, a first look).")
     ] = False,
+    replicate: Annotated[
+        bool, typer.Option(help="Then run the preset again from other starts (OUT/replicate) "
+                                "and print, per claim, whether the verdict is the same.")
+    ] = False,
+    start: Annotated[
+        list[int] | None, typer.Option(help="Run only this start (repeatable). Starts are "
+                                            "independent: one process per start on the same "
+                                            "--out runs them side by side (with --replicate: "
+                                            "starts of the replicate).")
+    ] = None,
     device: Device = "auto",
     dtype: Dtype = "auto",
 ) -> None:
-    """Run both studies in miniature: cold start -> difficulty -> arms -> report.
+    """Run both studies in miniature: cold starts -> difficulty -> arms -> report.
 
     Extra words key=value override preset keys, e.g. `seeds=[0]`, `steps=40`,
     `model=path/to/checkpoint`, `task_options.modality=image`.
@@ -580,7 +590,8 @@ def reproduce_command(
     from gengap.study import reproduce
 
     report = reproduce(preset, out, quick=quick, overrides=list(ctx.args), device=device,
-                       dtype=dtype)
+                       dtype=dtype, replicate=replicate, starts=start or None,
+                       log=console.print)
     console.print(f"report: {report}")
 
 

@@ -1,32 +1,42 @@
 """`gengap reproduce`: both studies in miniature, from cold start to report.
 
-    start model (the tiny cold start, or a checkpoint) -> Init evaluation -> difficulty on the
-    train split -> curated SFT sets -> learning-rate sweep per arm (ID validation only)
-    -> arms x seeds, each with an ID/OOD curve -> hard-ratio ablation -> report
+    for every start (a cold start of the tiny model with its own seed, or the given checkpoint):
+        Init evaluation -> difficulty on the train split -> curated SFT sets -> learning-rate
+        sweep per arm (ID validation only; the grid grows until the best rate is bracketed)
+        -> arms x training seeds, each with an ID/OOD curve -> the best-on-validation and the
+        last checkpoint of every arm evaluated on the large test sets
+    -> report (paired comparisons over starts and test episodes)
+
+Replicates include the start: with `starts` unset, training seed s also cold-starts start s
+(its difficulty pass, curated sets and lr sweep are its own, as for another base model);
+`starts` x `seeds` crosses them. Every arm of a start trains from the same checkpoint and is
+tested on the same episodes, so the report compares arms pairwise. `--replicate` runs the
+preset again from other starts (DIR/replicate) and the report says, per claim, whether the
+verdict held.
 
 Any task: every stage picks splits by role (difficulty and GRPO on the train split, the sweep
-on the validation split or held-out train samples, curves and the report on the test and OOD
-splits). Every stage leaves files in the study directory and is skipped when its files are
-complete, so a stopped study continues where it stopped: the cold start is cached by recipe
-hash, the difficulty pass and evaluations resume chunk by chunk, training resumes from its last
-checkpoint, and finished arms are not run again. Presets live in `configs/presets/`.
+and the checkpoint pick on the validation split or held-out train samples, curves and the
+report on the test and OOD splits). Every stage leaves files in the study directory and is
+skipped when its files are complete, so a stopped study continues where it stopped.
 
 Study directory: ``study.json`` (the resolved config, claimed like every run directory),
-``plan.json`` (what the study runs, as data: arms, the task's splits by role, its references),
-then the stages' own directories.
+``plan.json`` (what the study runs, as data: the design, arms, the task's splits by role, its
+references, the verdict rule's settings), then per start ``start-<c>/``: ``coldstart.json``,
+``difficulty/``, ``data/``, ``lr_sweep/``, ``runs/<arm>/seed-<s>/`` (a `gengap train` run
+directory plus ``selection.json`` and ``test/step-<N>/``, a `gengap eval` directory).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gengap.arms import CATALOG, arm_specs
 from gengap.config import CONFIGS_DIR, load_recipe, read_yaml, recipe_dict
+from gengap.cost import Clock
 from gengap.errors import InputError
 from gengap.io import write_json, write_jsonl
 from gengap.runinfo import run_metadata
@@ -50,7 +60,12 @@ class StudyConfig:
     # With LoRA: merge each arm's adapters into its final weights (true), or keep final/ as a
     # PEFT adapter directory over the start model (false); every stage loads either.
     merge_adapters: bool = True
+    # Replicates. Training seeds; with `starts` unset, seed s also cold-starts start s (the
+    # tiny model's cold-start seed; with a checkpoint, the seed of the start's difficulty pass
+    # and curation), so every replicate has a start of its own. `starts` crosses explicit
+    # start seeds with `seeds`.
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    starts: list[int] | None = None
     coldstart: dict[str, Any] = field(default_factory=dict)  # cold-start recipe overrides
     # Difficulty: DC-SFT's settings (k rollouts at temperature 0.9, top_k 50).
     difficulty_n: int | None = 1000  # None: a finite train split whole
@@ -61,13 +76,22 @@ class StudyConfig:
     hard_ratios: list[float] = field(default_factory=lambda: [0.05, 0.15, 0.30])
     steps: int = 60
     batch_size: int = 16
-    eval_every: int = 20
-    eval_n: int = 200  # per split (a smaller finite split is evaluated whole)
+    eval_every: int = 20  # curve points and checkpoints (each a candidate for the best one)
+    eval_n: int = 200  # curve evaluation per split (a smaller finite split is evaluated whole)
     eval_splits: list[str] | None = None  # None: every test and OOD split of the task
+    # The verdicts' test sets: episodes per generated split (a finite split is tested whole),
+    # on the best-on-validation and the last checkpoint of every arm.
+    test_n: int = 1000
+    # Which checkpoint the verdicts compare: the best on ID validation, or the last.
+    verdict_checkpoint: Literal["best", "last"] = "best"
+    alpha: float = 0.05  # family-wise error of all verdicts together (Bonferroni)
+    margin: float = 0.02  # "matches or beats": non-inferiority margin (share of episodes)
     # Learning rates: each arm's is picked on ID validation from its kind's candidates.
     sft_lrs: list[float] = field(default_factory=lambda: [3e-5, 1e-4, 3e-4])
     grpo_lrs: list[float] = field(default_factory=lambda: [1e-5, 3e-5, 1e-4])
     sweep_steps: int | None = None  # None: the arm's own steps
+    lr_extend: int = 2  # grid steps the sweep may add beyond an edge pick (0: fixed grid)
+    # ID validation episodes: each sweep candidate, and each checkpoint (the best one's pick).
     sweep_val_n: int = 200
     sweep_ood_n: int = 100  # OOD success per candidate lr: reported, never used to pick
     sft: dict[str, Any] = field(default_factory=dict)  # SFTRecipe overrides
@@ -76,15 +100,33 @@ class StudyConfig:
     def validate(self) -> None:
         if not self.seeds:
             raise InputError("'seeds' is empty", hint="e.g. seeds=[0,1,2]")
+        if self.starts is not None and not self.starts:
+            raise InputError("'starts' is empty", hint="e.g. starts=[0,1], or leave it unset")
+        for key in ("seeds", "starts"):
+            values = getattr(self, key) or []
+            if len(set(values)) != len(values):
+                raise InputError(f"{key!r} repeats a value: {values}")
+        if not 0 < self.alpha < 1 or not 0 <= self.margin < 1:
+            raise InputError(f"alpha must lie in (0, 1) and margin in [0, 1): "
+                             f"{self.alpha}, {self.margin}")
         unknown = [a for a in self.arms if a not in CATALOG]
         if unknown:
             raise InputError(f"unknown arm(s) {unknown}",
                              hint=f"arms are {', '.join(CATALOG)}")
         if any(not 0 < r < 1 for r in self.hard_ratios):
             raise InputError(f"hard_ratios must lie in (0, 1): {self.hard_ratios}")
-        for key in ("steps", "batch_size", "k", "eval_n", "sweep_val_n", "sweep_ood_n"):
+        for key in ("steps", "batch_size", "k", "eval_n", "test_n", "sweep_val_n",
+                    "sweep_ood_n", "eval_every"):
             if getattr(self, key) < 1:
                 raise InputError(f"{key!r} must be >= 1, got {getattr(self, key)}")
+        if self.lr_extend < 0:
+            raise InputError(f"'lr_extend' must be >= 0, got {self.lr_extend}")
+
+    def design(self) -> dict[int, list[int]]:
+        """start seed -> the training seeds run on it."""
+        if self.starts is None:
+            return {s: [s] for s in self.seeds}
+        return {c: list(self.seeds) for c in self.starts}
 
     def all_arms(self) -> list[str]:
         """Every trained arm, ablation arms included (in report order)."""
@@ -109,6 +151,15 @@ def load_preset(name: str, *, quick: bool = False, overrides: list[str] = ()) ->
                        base_label=f"preset {path}")
 
 
+def replicate_config(config: StudyConfig) -> StudyConfig:
+    """The same study from other starts: every start seed shifted past the current ones."""
+    design = config.design()
+    shift = max(design) + 1 - min(design)
+    if config.starts is None:
+        return dataclasses.replace(config, seeds=[s + shift for s in config.seeds])
+    return dataclasses.replace(config, starts=[c + shift for c in config.starts])
+
+
 class Study:
     """One study directory and the stages that fill it."""
 
@@ -121,27 +172,35 @@ class Study:
         self.log = log
         self.device = device
         self.dtype = dtype
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, dict[str, float]] = {}
         self.task = build_task(config.task, config.task_options, tiny=config.model == "tiny")
         self.train_split = self.task.split_for("train")
         from gengap.evaluate import eval_splits
 
         self.eval_splits = eval_splits(self.task, config.eval_splits)
         self.arms = arm_specs(config.arms, config.hard_ratios)
+        self.design = config.design()
 
     @property
     def task_options(self) -> dict[str, Any]:
         return dict(self.task.options)
+
+    def start_dir(self, start: int) -> Path:
+        return self.root / f"start-{start}"
+
+    def run_dir(self, start: int, arm: str, seed: int) -> Path:
+        return self.start_dir(start) / "runs" / arm / f"seed-{seed}"
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _claim(self) -> None:
         """Claim the directory with the resolved config; write the plan (arms, split roles)."""
         current = recipe_dict(self.config)
         run = RunDir(self.root, "study", current)
-        run.claim(has_results=lambda: (self.root / "runs").is_dir())
+        run.claim(has_results=lambda: any(self.root.glob("start-*/runs")))
         task = self.task
+        c = self.config
         write_json(self.root / PLAN_FILE, {
-            "preset": self.config.preset,
+            "preset": c.preset,
             "task": {
                 "name": task.name, "spec": task.spec, "description": task.description,
                 "modality": task.modality, "options": self.task_options,
@@ -152,59 +211,89 @@ class Study:
             "train_split": self.train_split,
             "eval_splits": self.eval_splits,
             "arms": self.arms,
-            "provenance": run_metadata(current, self.config.seeds[0]),
+            # start seed -> training seeds; what a start is for this model
+            "design": {str(k): v for k, v in self.design.items()},
+            "start_kind": "cold start of the tiny model (its seed)" if c.model == "tiny"
+            else f"{c.model} (the start seed seeds its difficulty pass and curation)",
+            "budget": {"steps": c.steps, "batch_size": c.batch_size,
+                       "eval_every": c.eval_every},
+            "evaluation": {"curve_n": c.eval_n, "test_n": c.test_n, "val_n": c.sweep_val_n,
+                           "decoding": "greedy, 1 attempt"},
+            "verdict": {"checkpoint": c.verdict_checkpoint, "alpha": c.alpha,
+                        "margin": c.margin},
+            "provenance": run_metadata(current, min(self.design)),
         })
 
     def _stage(self, name: str, fn, *args, **kwargs):
         self.log(f"== {name}")
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        self.timings[name] = time.perf_counter() - start
-        self.log(f"   {name}: {self.timings[name]:.1f} s")
+        clock = Clock()
+        with clock:
+            result = fn(*args, **kwargs)
+        self.timings[name] = {"wall_seconds": round(clock.wall, 3),
+                              "cpu_seconds": round(clock.cpu, 3)}
+        self.log(f"   {name}: {clock.wall:.1f} s (CPU {clock.cpu:.1f} s)")
         timings_path = self.root / "timings.json"
         old = json.loads(timings_path.read_text()) if timings_path.exists() else {}
         write_json(timings_path, {**old, **self.timings})
         return result
 
     # -- stages ----------------------------------------------------------------------------
-    def start_model(self) -> Path:
-        """The checkpoint every arm starts from: the tiny cold start, or the given model."""
+    def start_model(self, start: int) -> Path:
+        """The checkpoint every arm of `start` trains from: the tiny model's cold start with
+        seed `start`, or the given model."""
         if self.config.model == "tiny":
             from gengap.coldstart import coldstart
 
-            path = Path(coldstart(self.task, **self.config.coldstart))
+            overrides = {k: v for k, v in self.config.coldstart.items() if k != "seed"}
+            path = Path(coldstart(self.task, seed=start, **overrides))
         else:
             from gengap.models.loading import resolve_spec
 
             path = Path(resolve_spec(self.config.model, task=self.task))
-        write_json(self.root / "coldstart.json", {"path": str(path), "model": self.config.model})
+        write_json(self.start_dir(start) / "coldstart.json",
+                   {"path": str(path), "model": self.config.model, "seed": start})
         return path
 
-    def init_eval(self, model: Path) -> None:
-        """The start point of every arm, evaluated once (greedy: seed-independent)."""
-        from gengap.evaluate import evaluate
-
-        out = self.root / "runs" / "init" / "seed-0"
-        result = evaluate(self._eval_config(str(model)), out / "eval", progress=False,
-                          device=self.device, dtype=self.dtype)
+    def init_eval(self, start: int, model: Path) -> None:
+        """The start point of every arm: its curve point, ID validation and test sets."""
+        out = self.run_dir(start, "init", 0)
+        result = self.test_eval(str(model), out, 0)
         rows = [{"step": 0, "split": split, **metrics}
                 for split, metrics in result["results"].items()]
         write_jsonl(out / "curve.jsonl", [{k: v for k, v in r.items()
                                            if isinstance(v, int | float | str)} for r in rows])
+        self._select(out, self._validation_recipe(model, out), {0: model}, force_best=0)
 
-    def difficulty(self, model: Path) -> Path:
+    def _validation_recipe(self, model: Path, out: Path) -> Any:
+        """A recipe whose ID validation samples are every arm's: the task's validation split,
+        else the train samples past the difficulty pass (which SFT data and GRPO prompts
+        come from)."""
+        from gengap.train.grpo import GRPORecipe
+
+        return GRPORecipe(model=str(model), out=str(out), split=self.train_split,
+                          n_prompts=self.task.count(self.train_split, self.config.difficulty_n,
+                                                    where="difficulty_n"),
+                          task=self.config.task, task_options=self.task_options)
+
+    def difficulty(self, start: int, model: Path) -> Path:
         from gengap.difficulty.estimate import DifficultyConfig, estimate_difficulty
 
-        out = self.root / "difficulty"
+        out = self.start_dir(start) / "difficulty"
         config = DifficultyConfig(model=str(model), task=self.config.task,
                                   task_options=self.task_options, split=self.train_split,
                                   n=self.task.count(self.train_split, self.config.difficulty_n,
                                                     where="difficulty_n"),
-                                  k=self.config.k, seed=self.config.seeds[0])
-        estimate_difficulty(config, out, task=self.task, device=self.device, dtype=self.dtype)
+                                  k=self.config.k, seed=start)
+        estimate_difficulty(config, out, task=self.task, device=self.device, dtype=self.dtype,
+                            progress=False)
         return out
 
-    def curate(self, difficulty: Path) -> dict[str, Path]:
+    def _data(self, start: int, arm: str) -> Path | None:
+        if self.arms[arm]["kind"] != "sft":
+            return None
+        return self.start_dir(start) / "data" / f"{arm}.jsonl"
+
+    def curate(self, start: int, difficulty: Path) -> dict[str, Path]:
         """One SFT set per SFT arm (arms whose buckets are empty are skipped, with a note)."""
         from gengap.difficulty.curate import curate, meta_path
 
@@ -212,10 +301,10 @@ class Study:
         for arm, spec in self.arms.items():
             if spec["kind"] != "sft":
                 continue
-            out = self.root / "data" / f"{arm}.jsonl"
+            out = self._data(start, arm)
             if not meta_path(out).exists():
                 try:
-                    meta = curate(difficulty, spec["data"], out, seed=self.config.seeds[0])
+                    meta = curate(difficulty, spec["data"], out, seed=start)
                 except InputError as exc:
                     self.log(f"   skipping {arm}: {exc.message}")
                     skipped[arm] = exc.message
@@ -223,17 +312,39 @@ class Study:
                 self.log(f"   {arm}: {meta['rows']} rows {meta['buckets_selected']}")
             files[arm] = out
         # The report says which arms were left out and why.
-        write_json(self.root / "data" / SKIPPED_FILE, skipped)
+        write_json(self.start_dir(start) / "data" / SKIPPED_FILE, skipped)
         return files
 
-    def _eval_config(self, model: str):
+    def _eval_config(self, model: str, n: int):
         from gengap.evaluate import EvalConfig
 
         return EvalConfig(model=model, task=self.config.task, splits=self.eval_splits,
-                          n=self.config.eval_n, verify_iters=1, temperature=0.0, seed=0,
+                          n=n, verify_iters=1, temperature=0.0, seed=0,
                           task_options=self.task_options, clip_n=True)
 
-    def _recipe(self, arm: str, model: Path, data: Path | None, seed: int, out: Path):
+    def test_eval(self, model: str, run: Path, step: int) -> dict[str, Any]:
+        """The verdicts' test sets on one checkpoint, the same episodes for every arm and
+        start: a finite split whole, a generated one `test_n` episodes. RUN/test/step-N is a
+        `gengap eval` directory (one per split size, RUN/test/step-N/<n>, when they differ)."""
+        from gengap.evaluate import evaluate
+
+        groups: dict[int | None, list[str]] = {}
+        for split in self.eval_splits:
+            size = self.task.split(split).size
+            groups.setdefault(None if size is not None else self.config.test_n,
+                              []).append(split)
+        results: dict[str, Any] = {"results": {}}
+        for n, splits in groups.items():
+            out = run / "test" / f"step-{step}"
+            if len(groups) > 1:
+                out = out / ("whole" if n is None else f"n{n}")
+            config = dataclasses.replace(self._eval_config(model, n or 0), splits=splits, n=n)
+            results["results"].update(evaluate(config, out, progress=False, device=self.device,
+                                               dtype=self.dtype)["results"])
+        return results
+
+    def _recipe(self, start: int, arm: str, model: Path, data: Path | None, seed: int,
+                out: Path):
         """The arm's training recipe: same start, steps and prompts per step for every arm."""
         from gengap.train.grpo import GRPORecipe
         from gengap.train.sft import SFTRecipe
@@ -254,31 +365,34 @@ class Study:
                                                    where="difficulty_n"),
                       **self.config.grpo}
             if spec.get("filter") == "difficulty":
-                values["filter_by_difficulty"] = str(self.root / "difficulty")
+                values["filter_by_difficulty"] = str(self.start_dir(start) / "difficulty")
             return GRPORecipe(**values)
         values = {**common, "data": str(data), **self.config.sft}
         return SFTRecipe(**values)
 
-    def sweep(self, arm: str, model: Path, data: Path | None) -> float:
+    def sweep(self, start: int, arm: str, model: Path, data: Path | None) -> float:
         """Pick the arm's learning rate on ID validation; OOD per candidate is only reported."""
         from gengap.evaluate import evaluate
         from gengap.train.sweep import pick_lr
 
-        out = self.root / "lr_sweep"
+        out = self.start_dir(start) / "lr_sweep"
         summary_path = out / f"{arm}.json"
         if summary_path.exists():
             return json.loads(summary_path.read_text())["picked"]
         lrs = self.config.grpo_lrs if self.arms[arm]["kind"] == "grpo" else self.config.sft_lrs
         if len(lrs) == 1:
             return lrs[0]
-        recipe = self._recipe(arm, model, data, self.config.seeds[0], out / arm)
+        seed = self.design[start][0]
+        recipe = self._recipe(start, arm, model, data, seed, out / arm)
         result = pick_lr(recipe, lrs, out / arm, val_n=self.config.sweep_val_n,
-                         steps=self.config.sweep_steps, device=self.device, dtype=self.dtype)
+                         steps=self.config.sweep_steps, device=self.device,
+                         dtype=self.dtype, extend=self.config.lr_extend)
         ood_splits = [s.name for s in self.task.with_role("ood") if s.name in self.eval_splits]
         ood = []
         for row in result["results"]:
-            config = dataclasses.replace(self._eval_config(str(Path(row["run"]) / "final")),
-                                         splits=ood_splits[:1], n=self.config.sweep_ood_n)
+            config = dataclasses.replace(
+                self._eval_config(str(Path(row["run"]) / "final"), self.config.sweep_ood_n),
+                splits=ood_splits[:1])
             res = (evaluate(config, Path(row["run"]) / "ood-eval", progress=False,
                             device=self.device, dtype=self.dtype)["results"]
                    if ood_splits else {})
@@ -287,29 +401,69 @@ class Study:
             "lrs": [r["learning_rate"] for r in result["results"]],
             "id_val": [r["val_success"] for r in result["results"]],
             "ood": ood, "ood_split": ood_splits[:1], "picked": result["picked"],
-            "validation": result["validation"],
+            "grid": result["grid"], "extended": result["extended"],
+            "bracketed": result["bracketed"], "validation": result["validation"],
         })
         return result["picked"]
 
-    def train(self, arm: str, model: Path, data: Path | None, seed: int, lr: float) -> None:
+    def train(self, start: int, arm: str, model: Path, data: Path | None, seed: int,
+              lr: float) -> None:
+        """Train one arm on one start with one seed, then pick and test its checkpoints."""
+        from gengap.train.common import FINAL_DIR
         from gengap.train.grpo import train_grpo
         from gengap.train.sft import train_sft
 
-        out = self.root / "runs" / arm / f"seed-{seed}"
-        recipe = dataclasses.replace(self._recipe(arm, model, data, seed, out),
+        out = self.run_dir(start, arm, seed)
+        recipe = dataclasses.replace(self._recipe(start, arm, model, data, seed, out),
                                      learning_rate=lr)
         (train_grpo if self.arms[arm]["kind"] == "grpo" else train_sft)(recipe)
+        checkpoints = {int(p.name.split("-")[1]): p for p in out.glob("checkpoint-*")
+                       if p.name.split("-")[1].isdigit()}
+        checkpoints[self.config.steps] = out / FINAL_DIR
+        self._select(out, recipe, checkpoints)
+
+    def _select(self, out: Path, recipe: Any, checkpoints: dict[int, Path],
+                force_best: int | None = None) -> dict[str, Any]:
+        """ID validation of every checkpoint, the best one's pick, and the test sets of the
+        best and the last checkpoint. Written to OUT/selection.json as it goes (resumes)."""
+        from gengap.models import load_model
+        from gengap.train.sweep import id_validation_success, validation_indices
+
+        path = out / "selection.json"
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        split, seed, indices = validation_indices(recipe, self.config.sweep_val_n, None,
+                                                  self.task)
+        val = {int(k): v for k, v in old.get("val", {}).items()}
+        info = {"split": split, "seed": seed, "start": indices.start, "n": len(indices),
+                "rule": "ID", "decoding": "greedy, 1 attempt"}
+        for step in sorted(checkpoints):
+            if step in val:
+                continue
+            loaded = load_model(str(checkpoints[step]), task=self.task, device=self.device)
+            val[step] = id_validation_success(loaded.model, loaded.processor, self.task,
+                                              split, indices, seed)
+            write_json(path, {"validation": info, "val": val})
+        last = max(checkpoints)
+        # Ties go to the earlier checkpoint (less training for the same validation score).
+        best = force_best if force_best is not None else max(val, key=lambda s: (val[s], -s))
+        for step in sorted({best, last}):
+            self.test_eval(str(checkpoints[step]), out, step)
+        selection = {"validation": info, "val": val, "best_step": best, "last_step": last,
+                     "rule": "the checkpoint with the highest ID-validation success "
+                             "(ties: the earlier one); step 0 (the start) is not a candidate"}
+        write_json(path, selection)
+        return selection
 
     # -- the whole study -------------------------------------------------------------------
-    def run(self) -> Path:
-        """Run (or continue) every stage; returns the report's path."""
+    def run_start(self, start: int) -> None:
+        """Every stage of one start (skipping what is already complete)."""
         from gengap.report import write_report
 
-        self._claim()
-        model = self._stage("start model", self.start_model)
-        self._stage("init evaluation", self.init_eval, model)
-        difficulty = self._stage("difficulty", self.difficulty, model)
-        files = self._stage("curate", self.curate, difficulty)
+        tag = f"start {start}"
+        model = self._stage(f"{tag}: start model", self.start_model, start)
+        self._stage(f"{tag}: init evaluation", self.init_eval, start, model)
+        difficulty = self._stage(f"{tag}: difficulty", self.difficulty, start, model)
+        files = self._stage(f"{tag}: curate", self.curate, start, difficulty)
         arms = [a for a, spec in self.arms.items() if spec["kind"] == "grpo" or a in files]
         # Ablation arms share their reference arm's learning rate: an ablation varies the
         # data only (without its reference arm, an ablation arm is swept itself).
@@ -317,23 +471,56 @@ class Study:
         for arm in arms:
             if self.arms[arm].get("lr_from") in arms:
                 continue
-            lrs[arm] = self._stage(f"lr sweep {arm}", self.sweep, arm, model, files.get(arm))
+            lrs[arm] = self._stage(f"{tag}: lr sweep {arm}", self.sweep, start, arm, model,
+                                   files.get(arm))
             self.log(f"   {arm}: lr {lrs[arm]:g}")
         for arm in arms:
             lr = lrs.get(arm) or lrs[self.arms[arm]["lr_from"]]
-            for seed in self.config.seeds:
-                self._stage(f"train {arm} seed {seed}", self.train, arm, model, files.get(arm),
-                            seed, lr)
+            for seed in self.design[start]:
+                self._stage(f"{tag}: train {arm} seed {seed}", self.train, start, arm, model,
+                            files.get(arm), seed, lr)
             write_report(self.root)  # a partial report after every arm
+
+    def run(self, starts: list[int] | None = None) -> Path:
+        """Run (or continue) every start, or only `starts` (starts are independent: one
+        process per start, on one study directory, runs them side by side); returns the
+        report's path."""
+        from gengap.report import write_report
+
+        unknown = sorted(set(starts or []) - set(self.design))
+        if unknown:
+            raise InputError(f"start(s) {unknown} are not in this study's design",
+                             hint=f"its starts are {sorted(self.design)}")
+        self._claim()
+        for start in self.design:
+            if starts is None or start in starts:
+                self.run_start(start)
         return self._stage("report", write_report, self.root)
 
 
+REPLICATE_DIR = "replicate"  # DIR/replicate: the same preset from other starts
+
+
 def reproduce(preset: str, out: str | Path, *, quick: bool = False,
-              overrides: list[str] = (), device: str = "auto", dtype: str = "auto") -> Path:
+              overrides: list[str] = (), device: str = "auto", dtype: str = "auto",
+              replicate: bool = False,
+              starts: list[int] | None = None, log=print) -> Path:
     """Run the preset's study in `out` (continuing a stopped one); returns report.md.
 
-    `device` / `dtype` place the models the study samples with (evaluations, difficulty, the
-    sweep's validation); training follows the recipes (GPU when visible, bf16 where supported).
+    `replicate`: then run it again from other starts in OUT/replicate and print, per claim,
+    whether the two runs' verdicts agree (the report carries the same table). `starts`: run
+    only these starts (of the study, or with `replicate` of the replicate).
     """
     config = load_preset(preset, quick=quick, overrides=list(overrides))
-    return Study(config, out, device=device, dtype=dtype).run()
+    if not replicate:
+        return Study(config, out, device=device, dtype=dtype, log=log).run(starts)
+    if starts is None:  # with `starts`, only those starts of the replicate run
+        Study(config, out, device=device, dtype=dtype, log=log).run()
+    Study(replicate_config(config), Path(out) / REPLICATE_DIR, device=device, dtype=dtype,
+          log=log).run(starts)
+    from gengap.report import write_report
+    from gengap.report.stability import format_stability, stability
+
+    report = write_report(out)
+    log(format_stability(stability(out, Path(out) / REPLICATE_DIR)))
+    return report

@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from gengap import cost
+from gengap.cost import Clock
 from gengap.errors import InputError
 from gengap.io import dumps, read_jsonl, write_json
 from gengap.runinfo import run_metadata
@@ -326,12 +328,14 @@ class ShardProgress:
 
 def score_chunk(
     task: Any, sampler: Sampler, params: Any, config: DifficultyConfig, indices: Sequence[int]
-) -> tuple[list[dict[str, Any]], int]:
-    """Run k episodes for each index and judge them; returns (records, tokens)."""
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Run k episodes for each index and judge them; returns (records, generated tokens,
+    prompt tokens the engine encoded)."""
     from gengap.rollout.episodes import group_by_sample, run_episodes
 
     samples = [task.sample(config.split, i, config.data_seed) for i in indices]
-    episodes = run_episodes(sampler, task, samples, params, config.verify_iters)
+    usage: dict[str, int] = {}
+    episodes = run_episodes(sampler, task, samples, params, config.verify_iters, usage=usage)
     records = []
     for index, sample, group in zip(indices, samples, group_by_sample(episodes, config.k),
                                     strict=True):
@@ -355,7 +359,8 @@ def score_chunk(
             record["generations"] = [e.attempts[-1] for e in group]
             record["finished"] = [True for _ in group]
         records.append(record)
-    return records, int(sum(e.generated_tokens for e in episodes))
+    return (records, int(sum(e.generated_tokens for e in episodes)),
+            int(usage.get("prompt_tokens", 0)))
 
 
 def estimate_difficulty(
@@ -414,11 +419,13 @@ def estimate_difficulty(
             del parts
             for start in range(0, len(todo), chunk_size):
                 chunk = todo[start:start + chunk_size]
-                t0 = time.perf_counter()
-                records, tokens = score_chunk(task, sampler, params, config, chunk)
-                seconds = time.perf_counter() - t0
+                clock = Clock()
+                with clock:
+                    records, tokens, prompt_tokens = score_chunk(task, sampler, params, config,
+                                                                 chunk)
+                seconds = clock.wall
                 path = store.write_part(records)
-                _append_timing(shard_dir, path.name, len(chunk), seconds, tokens)
+                _append_timing(shard_dir, path.name, len(chunk), clock, tokens, prompt_tokens)
                 processed += len(chunk)
                 bar.update(len(chunk))
                 bar.set_postfix(rollouts_s=f"{len(chunk) * config.k / max(seconds, 1e-9):.0f}")
@@ -459,11 +466,13 @@ def _check_model(shard_dir: Path, info: dict[str, Any]) -> None:
         write_json(path, info)
 
 
-def _append_timing(shard_dir: Path, part: str, samples: int, seconds: float, tokens: int) -> None:
+def _append_timing(shard_dir: Path, part: str, samples: int, clock: Clock, tokens: int,
+                   prompt_tokens: int) -> None:
     # One line per finished part; a kill between the part and this line only loses a timing.
     _append_line(shard_dir / "timings.jsonl", {
-        "part": part, "samples": samples, "seconds": round(seconds, 4),
-        "generated_tokens": tokens, "time": time.time(),
+        "part": part, "samples": samples, "seconds": round(clock.wall, 4),
+        "cpu_seconds": round(clock.cpu, 4), "generated_tokens": tokens,
+        "prompt_tokens": prompt_tokens, "time": time.time(),
     })
 
 
@@ -567,7 +576,11 @@ def summarize(
     for r in records:
         buckets[r["bucket"]] += 1
     compute_seconds = sum(float(t["seconds"]) for t in timings)
+    cpu_seconds = (sum(float(t["cpu_seconds"]) for t in timings)
+                   if all("cpu_seconds" in t for t in timings) else None)
     tokens = sum(int(t.get("generated_tokens", 0)) for t in timings)
+    prompt_tokens = sum(int(t.get("prompt_tokens", 0)) for t in timings)
+    n_params = (model_info or {}).get("parameters")
     n = len(records)
     return {
         "task": config.task,
@@ -595,7 +608,13 @@ def summarize(
             "samples_per_second": round(n / compute_seconds, 2) if compute_seconds else None,
             "rollouts_per_second": round(n * config.k / compute_seconds, 2)
             if compute_seconds else None,
+            # Process CPU seconds of the same work (robust to other processes on the machine)
+            # and its FLOPs (2N per token the engine processed, `gengap.cost`).
+            "cpu_seconds": round(cpu_seconds, 3) if cpu_seconds is not None else None,
             "generated_tokens": tokens,
+            "prompt_tokens": prompt_tokens,
+            "flops": cost.generation_flops(n_params, tokens + prompt_tokens)
+            if n_params else None,
         },
         "provenance": run_metadata(config.stored(), config.seed),
     }

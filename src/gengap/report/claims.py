@@ -1,106 +1,230 @@
 """The two studies' headline claims, the numbers they reported, and this run's verdict.
 
-A verdict compares two arms' mean final success with their combined standard error: a
-difference beyond two standard errors in the claimed direction "agrees", beyond two in the
-other direction "disagrees", anything else is "inconclusive". The presets are never tuned to
-make a claim come out.
+Every success claim is made of paired comparisons "arm A beats (or matches) arm B on split S":
+the same starts, the same test episodes, at the checkpoint the study's settings name (the best
+on ID validation by default). The interval of each comparison comes from
+`gengap.report.stats.paired_interval` at the Bonferroni level 1 - alpha/m, m = the number of
+comparisons in the report, so all verdicts together are wrong with probability at most alpha.
+A comparison agrees when its interval lies wholly on the claimed side of 0 (of -margin for
+"matches or beats"), disagrees when it lies wholly on the other side, and is inconclusive
+otherwise; a claim agrees (disagrees) only when all its comparisons do.
+
+The cost claim compares GRPO with SFT-EM plus its difficulty pass in FLOPs and in process CPU
+seconds (wall seconds are shown, never used: other processes on the machine change them).
+The presets are never tuned to make a claim come out.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gengap.cost import total
 from gengap.report.collect import Study
+from gengap.report.stats import Interval, combine, verdict
 
-Z = 2.0  # standard errors a difference must exceed to count
+CHEAPER = 2.0  # "several times cheaper": at least 2x in both units agrees, at most 1x disagrees
+
+
+@dataclass
+class Part:
+    """One paired comparison: `better` - `worse` on `split`."""
+
+    better: str
+    worse: str
+    split: str
+    margin: float | None  # None: "beats"; m: "matches or beats" within m
+    interval: Interval | None = None
+    other: Interval | None = None  # the same comparison at the other checkpoint (no verdict)
+    verdict: str = "—"
+
+    @property
+    def label(self) -> str:
+        relation = ">" if self.margin is None else "≥"
+        return f"{self.better} {relation} {self.worse} ({self.split})"
 
 
 @dataclass
 class Claim:
     """One headline claim, the study's evidence, what we measured and our verdict."""
 
+    key: str
     claim: str
     study: str
     measured: str
     verdict: str
+    parts: list[Part] = field(default_factory=list)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f}"
 
 
-def compare(study: Study, better: str, worse: str, split: str) -> tuple[str, str] | None:
-    """(measured text, verdict) for the claim `better` > `worse` on `split`."""
-    a, b = study.final_success(better, split), study.final_success(worse, split)
-    if not a or not b:
+def _interval_text(i: Interval) -> str:
+    return f"{_pts(i.estimate)} [{_pts(i.low)}, {_pts(i.high)}]"
+
+
+def _part_text(part: Part, which: str, other: str) -> str:
+    if part.interval is None:
+        return f"{part.label}: not measured"
+    text = f"{part.label}: {_interval_text(part.interval)}"
+    if part.margin is not None:
+        text += f" (margin −{100 * part.margin:.0f})"
+    if part.other is not None:
+        text += f"; {other} checkpoint {_pts(part.other.estimate)}"
+    return text
+
+
+def claim_parts(study: Study) -> dict[str, list[Part]]:
+    """The comparisons of every success claim (before any interval is computed)."""
+    ood = study.ood_splits
+    margin = study.verdict_settings["margin"]
+    hard = study.hard_ratio_arms()
+    return {
+        "rl_beats_sft_ood": [Part("grpo", "sft-all", s, None) for s in ood],
+        "hard_sft_hurts_ood": [Part("sft-m", "sft-h", s, None) for s in ood]
+        + [Part("sft-e", "sft-h", s, None) for s in ood],
+        "sft_em_matches_rl": [Part("sft-em", "grpo", s, margin) for s in ood],
+        # The smallest hard share this run trained: the closest to the study's 5%.
+        "hard_share_costs_ood": [Part("sft-em", hard[0][1], s, None) for s in ood]
+        if hard else [],
+    }
+
+
+CLAIMS = {
+    "rl_beats_sft_ood": (
+        "RL beats SFT out of distribution",
+        "GP-L rule OOD: init 11.5, RL 15.0, SFT 3.4 (Chu et al., Llama-3.2-Vision-11B); "
+        "ImageNet-R: GRPO 51.38, SFT 49.58 (Lu et al.)"),
+    "hard_sft_hurts_ood": (
+        "SFT on hard samples hurts OOD generalization",
+        "measured on ImageNet-R, not this task: SFT-hard 43.25 vs easy 59.37, medium 58.67, "
+        "base 57.32 (Lu et al., Qwen2.5-VL-7B)"),
+    "sft_em_matches_rl": (
+        "SFT-EM (DC-SFT) matches or beats RL out of distribution",
+        "measured on ImageNet/RefCOCO, not this task: OOD average SFT-EM 62.10, GRPO 59.48, "
+        "SFT 57.62 (Lu et al.)"),
+    "hard_share_costs_ood": (
+        "Adding hard samples to SFT-EM costs OOD accuracy",
+        "measured on ImageNet, not this task: +5% hard costs 3.7 (ImageNet-R) and 2.5 "
+        "(ImageNet-A) points (Lu et al.)"),
+    "dcsft_cheaper": (
+        "DC-SFT is several times cheaper than RL",
+        "GRPO vs DC-SFT incl. the difficulty pass: 261 vs 53 min (4.9x, ImageNet), 298 vs 93 "
+        "min (3.2x, RefCOCO)"),
+}
+
+
+def comparisons(study: Study) -> tuple[dict[str, list[Part]], int, float]:
+    """Every claim's comparisons with intervals and verdicts; (parts, m, level)."""
+    settings = study.verdict_settings
+    which = settings["checkpoint"]
+    other = "last" if which == "best" else "best"
+    parts = claim_parts(study)
+    measured = [p for ps in parts.values() for p in ps
+                if study.paired_data(p.better, p.worse, p.split, which)]
+    m = max(1, len(measured))
+    level = 1 - settings["alpha"] / m
+    for i, part in enumerate(p for ps in parts.values() for p in ps):
+        part.interval = study.paired(part.better, part.worse, part.split, which, level=level,
+                                     seed=i)
+        part.other = study.paired(part.better, part.worse, part.split, other, level=level,
+                                  seed=i)
+        part.verdict = verdict(part.interval, margin=part.margin)
+    return parts, m, level
+
+
+@dataclass
+class Cost:
+    """GRPO against SFT-EM + difficulty pass, summed over the starts that have all three."""
+
+    starts: list[int]
+    grpo: dict[str, float]  # unit -> total
+    dcsft: dict[str, float]
+
+    def ratio(self, unit: str) -> float | None:
+        a, b = self.grpo.get(unit), self.dcsft.get(unit)
+        return a / b if a and b else None
+
+
+UNITS = {"flops": "FLOPs", "cpu_seconds": "CPU s", "wall_seconds": "wall s"}
+
+
+def arm_cost(budget: dict | None, unit: str) -> float | None:
+    """An arm's training cost in `unit` (flops, cpu_seconds, wall_seconds)."""
+    if not budget:
         return None
-    diff, se = a[0] - b[0], math.hypot(a[1], b[1])
-    verdict = ("agrees" if diff > Z * se else "disagrees" if diff < -Z * se else "inconclusive")
-    text = (f"{split}: {better} {_pct(a[0])} ± {_pct(a[1])} vs {worse} {_pct(b[0])} ± "
-            f"{_pct(b[1])} (difference {diff * 100:+.1f}, ±{Z * se * 100:.1f} at 2 se)")
-    return text, verdict
+    return total(budget.get("flops")) if unit == "flops" else budget.get(unit)
 
 
-def _arm_seconds(study: Study, arm: str) -> float | None:
-    budgets = [r.budget["wall_seconds"] for r in study.runs.get(arm, []) if r.budget]
-    return sum(budgets) / len(budgets) if budgets else None
+def difficulty_cost(summary: dict | None, unit: str) -> float | None:
+    """The difficulty pass's cost in `unit` (its sampling and judging only)."""
+    speed = (summary or {}).get("speed", {})
+    key = {"flops": "flops", "cpu_seconds": "cpu_seconds",
+           "wall_seconds": "compute_seconds"}[unit]
+    return speed.get(key)
+
+
+def cost(study: Study, arm: str = "grpo", reference: str = "sft-em") -> Cost | None:
+    """The cost comparison over the starts where GRPO, SFT-EM and the difficulty pass ran."""
+    grpo = {u: 0.0 for u in UNITS}
+    dcsft = {u: 0.0 for u in UNITS}
+    used = []
+    for start in study.starts:
+        a = [r.budget for r in study.runs_of(arm, start) if r.budget]
+        b = [r.budget for r in study.runs_of(reference, start) if r.budget]
+        d = study.difficulty.get(start)
+        if not a or not b or d is None:
+            continue
+        used.append(start)
+        for unit in UNITS:
+            values_a = [arm_cost(x, unit) for x in a]
+            values_b = [arm_cost(x, unit) for x in b]
+            extra = difficulty_cost(d, unit)
+            if None in values_a or None in values_b or extra is None:
+                grpo[unit] = dcsft[unit] = float("nan")
+                continue
+            grpo[unit] += sum(values_a) / len(values_a)
+            dcsft[unit] += sum(values_b) / len(values_b) + extra
+    if not used:
+        return None
+    clean = {u for u in UNITS if grpo[u] == grpo[u] and dcsft[u] == dcsft[u]}
+    return Cost(used, {u: grpo[u] for u in clean}, {u: dcsft[u] for u in clean})
 
 
 def evaluate_claims(study: Study) -> list[Claim]:
     """Every claim the study's data can speak to (claims without data are listed as such)."""
-    ood = study.ood_splits
+    settings = study.verdict_settings
+    which = settings["checkpoint"]
+    other = "last" if which == "best" else "best"
+    parts, _, _ = comparisons(study)
     claims: list[Claim] = []
-
-    def add(claim: str, evidence: str, results: list[tuple[str, str] | None]) -> None:
-        found = [r for r in results if r]
+    for key, comps in parts.items():
+        title, default = CLAIMS[key]
+        evidence = study.reference(key, default)
+        found = [p for p in comps if p.interval is not None]
         if not found:
-            claims.append(Claim(claim, evidence, "not measured in this run", "—"))
-            return
-        verdicts = {v for _, v in found}
-        verdict = verdicts.pop() if len(verdicts) == 1 else "mixed: " + ", ".join(
-            v for _, v in found)
-        claims.append(Claim(claim, evidence, "; ".join(t for t, _ in found), verdict))
+            claims.append(Claim(key, title, evidence, "not measured in this run", "—", comps))
+            continue
+        text = "; ".join(_part_text(p, which, other) for p in found)
+        claims.append(Claim(key, title, evidence, text, combine([p.verdict for p in found]),
+                            found))
 
-    # Each claim quotes what the studies published on this study's task when the task
-    # declares it (`Task.references`), else where the studies measured it.
-    add("RL beats SFT out of distribution",
-        study.reference("rl_beats_sft_ood",
-                        "GP-L rule OOD: init 11.5, RL 15.0, SFT 3.4 (Chu et al., "
-                        "Llama-3.2-Vision-11B); ImageNet-R: GRPO 51.38, SFT 49.58 (Lu et al.)"),
-        [compare(study, "grpo", "sft-all", s) for s in ood])
-    add("SFT on hard samples hurts OOD generalization",
-        study.reference("hard_sft_hurts_ood",
-                        "measured on ImageNet-R, not this task: SFT-hard 43.25 vs easy 59.37, "
-                        "medium 58.67, base 57.32 (Lu et al., Qwen2.5-VL-7B)"),
-        [compare(study, "sft-m", "sft-h", s) for s in ood]
-        + [compare(study, "sft-e", "sft-h", s) for s in ood])
-    add("SFT-EM (DC-SFT) matches or beats RL out of distribution",
-        study.reference("sft_em_matches_rl",
-                        "measured on ImageNet/RefCOCO, not this task: OOD average SFT-EM "
-                        "62.10, GRPO 59.48, SFT 57.62 (Lu et al.)"),
-        [compare(study, "sft-em", "grpo", s) for s in ood])
-    # The smallest hard share this run trained: the closest to the study's 5%.
-    hard = study.hard_ratio_arms()
-    add("Adding hard samples to SFT-EM costs OOD accuracy",
-        study.reference("hard_share_costs_ood",
-                        "measured on ImageNet, not this task: +5% hard costs 3.7 (ImageNet-R) "
-                        "and 2.5 (ImageNet-A) points (Lu et al.)"),
-        [compare(study, "sft-em", hard[0][1], s) for s in ood] if hard else [])
-
-    grpo, em = _arm_seconds(study, "grpo"), _arm_seconds(study, "sft-em")
-    difficulty = (study.difficulty or {}).get("speed", {}).get("compute_seconds")
-    if grpo and em and difficulty is not None:
-        ratio = grpo / (em + difficulty)
-        verdict = "agrees" if ratio >= 2 else "disagrees" if ratio <= 1 else "inconclusive"
-        claims.append(Claim(
-            "DC-SFT is several times cheaper than RL",
-            study.reference("dcsft_cheaper",
-                            "GRPO vs DC-SFT incl. the difficulty pass: 261 vs 53 min (4.9x, "
-                            "ImageNet), 298 vs 93 min (3.2x, RefCOCO)"),
-            f"GRPO {grpo:.0f} s vs SFT-EM {em:.0f} s + difficulty pass {difficulty:.0f} s: "
-            f"{ratio:.1f}x", verdict))
+    title, default = CLAIMS["dcsft_cheaper"]
+    evidence = study.reference("dcsft_cheaper", default)
+    c = cost(study)
+    robust = ("flops", "cpu_seconds")
+    if c is None or any(c.ratio(u) is None for u in robust):
+        claims.append(Claim("dcsft_cheaper", title, evidence, "not measured in this run", "—"))
+        return claims
+    ratios = {u: c.ratio(u) for u in UNITS if c.ratio(u) is not None}
+    if all(ratios[u] >= CHEAPER for u in robust):
+        result = "agrees"
+    elif all(ratios[u] <= 1 for u in robust):
+        result = "disagrees"
     else:
-        claims.append(Claim("DC-SFT is several times cheaper than RL",
-                            "4.9x (ImageNet), 3.2x (RefCOCO)", "not measured in this run", "—"))
+        result = "inconclusive"
+    text = (f"GRPO / (SFT-EM + difficulty pass), {len(c.starts)} start(s): "
+            + ", ".join(f"{ratios[u]:.1f}x in {UNITS[u]}" for u in ratios)
+            + " (the verdict reads FLOPs and CPU seconds; wall seconds are shown only)")
+    claims.append(Claim("dcsft_cheaper", title, evidence, text, result))
     return claims

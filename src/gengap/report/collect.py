@@ -3,14 +3,19 @@
 Layout written by `gengap.study`:
 
     DIR/study.json                       the resolved config (and its fingerprint)
-    DIR/plan.json                        arms as data, the task's splits by role, references
-    DIR/difficulty/summary.json          the difficulty pass (bucket counts, histogram, time)
-    DIR/runs/<arm>/seed-<s>/curve.jsonl  {"step", "split", "success", "success_stderr", ...}
-    DIR/runs/<arm>/seed-<s>/budget.json  steps, epochs, wall seconds, tokens, FLOPs, lr
-    DIR/runs/<arm>/seed-<s>/grad_norms.jsonl    SFT arms: {"step", "bucket", "grad_norm"}
-    DIR/runs/<arm>/seed-<s>/log_history.jsonl   TRL's logs (GRPO: frac_reward_zero_std)
-    DIR/lr_sweep/<arm>.json              {"lrs", "id_val", "ood", "picked"}
-    DIR/data/skipped.json                {arm: why its SFT data could not be curated}
+    DIR/plan.json                        design (start -> seeds), arms as data, the task's
+                                         splits by role, references, the verdict's settings
+    DIR/start-<c>/difficulty/summary.json   the start's difficulty pass (buckets, cost)
+    DIR/start-<c>/lr_sweep/<arm>.json       {"lrs", "id_val", "ood", "picked", "bracketed"}
+    DIR/start-<c>/data/skipped.json         {arm: why its SFT data could not be curated}
+    DIR/start-<c>/runs/<arm>/seed-<s>/
+        curve.jsonl        {"step", "split", "success", "success_stderr", ...}
+        budget.json        steps, epochs, wall and CPU seconds, tokens, FLOPs, lr
+        selection.json     {"val": {step: ID-validation success}, "best_step", "last_step"}
+        test/step-<N>/     `gengap eval` of checkpoint N on the test sets (samples.jsonl:
+                           one row per episode, keyed by (split, id))
+        grad_norms.jsonl   SFT arms: {"step", "bucket", "grad_norm"}
+        log_history.jsonl  TRL's logs (GRPO: frac_reward_zero_std)
 
 Run directories are `gengap train` outputs (see `gengap.train.common`).
 """
@@ -24,9 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gengap.arms import hard_share
+import numpy as np
 
-SKIPPED_FILE = "skipped.json"  # DIR/data/skipped.json (written by the study)
+from gengap.arms import hard_share
+from gengap.report.stats import Interval, paired_estimate, paired_interval
+
+SKIPPED_FILE = "skipped.json"  # DIR/start-<c>/data/skipped.json (written by the study)
+CHECKPOINTS = ("best", "last")
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -49,20 +58,45 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 
 @dataclass
+class TestEval:
+    """One checkpoint on the test sets: per-split metrics and per-episode outcomes."""
+
+    step: int
+    results: dict[str, dict[str, Any]]
+    outcomes: dict[str, dict[str, float]]  # split -> episode id -> success (0/1)
+
+
+@dataclass
 class Run:
-    """One arm trained with one seed."""
+    """One arm trained on one start with one seed."""
 
     arm: str
+    start: int
     seed: int
     curve: list[dict[str, Any]]
     budget: dict[str, Any] | None
     grad_norms: list[dict[str, Any]]
     train_log: list[dict[str, Any]]
+    selection: dict[str, Any] = field(default_factory=dict)
+    tests: dict[int, TestEval] = field(default_factory=dict)
 
     def final(self, split: str) -> dict[str, Any] | None:
-        """The evaluation at the last step that has `split`."""
+        """The curve's evaluation at the last step that has `split`."""
         rows = [r for r in self.curve if r["split"] == split]
         return max(rows, key=lambda r: r["step"]) if rows else None
+
+    def step(self, which: str) -> int | None:
+        """The step of the `which` ("best" on ID validation, or "last") checkpoint."""
+        return self.selection.get(f"{which}_step")
+
+    def test(self, which: str) -> TestEval | None:
+        step = self.step(which)
+        return self.tests.get(step) if step is not None else None
+
+    @property
+    def validation(self) -> dict[int, float]:
+        """ID-validation success by checkpoint step."""
+        return {int(k): v for k, v in self.selection.get("val", {}).items()}
 
 
 @dataclass
@@ -71,17 +105,29 @@ class Study:
 
     root: Path
     meta: dict[str, Any]
-    difficulty: dict[str, Any] | None
     plan: dict[str, Any] = field(default_factory=dict)
+    difficulty: dict[int, dict[str, Any]] = field(default_factory=dict)  # start -> summary
     runs: dict[str, list[Run]] = field(default_factory=dict)
-    sweeps: dict[str, dict[str, Any]] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # arm -> why it was not trained
+    sweeps: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    skipped: dict[int, dict[str, str]] = field(default_factory=dict)  # start -> arm -> why
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta.get("config", {})
 
     @property
     def splits(self) -> list[str]:
-        """The evaluated splits (the study's plan; older studies: their config)."""
-        return list(self.plan.get("eval_splits")
-                    or self.meta.get("config", {}).get("eval_splits") or [])
+        """The evaluated splits (the study's plan; else its config)."""
+        return list(self.plan.get("eval_splits") or self.config.get("eval_splits") or [])
+
+    @property
+    def starts(self) -> list[int]:
+        """Start seeds with at least one run on disk."""
+        return sorted({r.start for runs in self.runs.values() for r in runs})
+
+    @property
+    def planned_starts(self) -> list[int]:
+        return sorted(int(c) for c in self.plan.get("design", {})) or self.starts
 
     def split_info(self, split: str) -> dict[str, Any]:
         return self.plan.get("task", {}).get("splits", {}).get(split, {})
@@ -119,42 +165,137 @@ class Study:
                   for arm in self.runs}
         return sorted((share, arm) for arm, share in shares.items() if share is not None)
 
-    def final_success(self, arm: str, split: str) -> tuple[float, float, int] | None:
-        """Mean and standard error over seeds of the final success (binomial se for 1 seed)."""
-        finals = [f for run in self.runs.get(arm, []) if (f := run.final(split))]
-        if not finals:
+    @property
+    def verdict_settings(self) -> dict[str, Any]:
+        """checkpoint ("best" / "last"), alpha, margin (the plan's, else the defaults)."""
+        found = self.plan.get("verdict", {})
+        return {"checkpoint": found.get("checkpoint", "best"),
+                "alpha": found.get("alpha", 0.05), "margin": found.get("margin", 0.02)}
+
+    def runs_of(self, arm: str, start: int | None = None) -> list[Run]:
+        return [r for r in self.runs.get(arm, []) if start is None or r.start == start]
+
+    def success(self, arm: str, split: str, which: str = "best") -> tuple[float, float, int] | None:
+        """Test-set success of the `which` checkpoint: (mean, standard error, runs).
+
+        Mean over starts of each start's mean over seeds; the standard error is across starts
+        (two or more), else the binomial error of the one start's episodes.
+        """
+        per_start, binomial = [], []
+        for start in self.starts:
+            values = []
+            for run in self.runs_of(arm, start):
+                test = run.test(which)
+                if test and split in test.results:
+                    values.append(test.results[split]["success"])
+                    binomial.append(test.results[split].get("success_stderr", 0.0))
+            if values:
+                per_start.append(statistics.fmean(values))
+        if not per_start:
             return None
-        values = [f["success"] for f in finals]
-        mean = statistics.fmean(values)
-        if len(values) > 1:
-            se = statistics.stdev(values) / math.sqrt(len(values))
+        mean = statistics.fmean(per_start)
+        if len(per_start) > 1:
+            se = statistics.stdev(per_start) / math.sqrt(len(per_start))
         else:
-            se = finals[0].get("success_stderr", 0.0)
-        return mean, se, len(values)
+            se = binomial[0] / math.sqrt(len(binomial))
+        return mean, se, len(binomial)
+
+    def paired_data(self, a: str, b: str, split: str,
+                    which: str = "best") -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """start -> (A[seeds, episodes], B[seeds, episodes]) on the episodes both arms' runs
+        of that start were tested on (aligned by episode id)."""
+        out = {}
+        for start in self.starts:
+            tests = {arm: [t.outcomes[split] for run in self.runs_of(arm, start)
+                           if (t := run.test(which)) and split in t.outcomes]
+                     for arm in (a, b)}
+            if not tests[a] or not tests[b]:
+                continue
+            ids = set.intersection(*(set(o) for o in tests[a] + tests[b]))
+            order = sorted(ids)
+            if not order:
+                continue
+            out[start] = tuple(np.array([[o[i] for i in order] for o in tests[arm]])
+                               for arm in (a, b))
+        return out
+
+    def paired(self, a: str, b: str, split: str, which: str = "best", *,
+               level: float = 0.95, seed: int = 0) -> Interval | None:
+        """The paired difference A - B on `split` (see `gengap.report.stats`)."""
+        return paired_interval(self.paired_data(a, b, split, which), level=level, seed=seed)
+
+    def paired_delta(self, a: str, b: str, split: str, which: str = "best") -> float | None:
+        """The paired difference's point estimate alone (no interval: cheap, for tables)."""
+        return paired_estimate(self.paired_data(a, b, split, which))
+
+
+def pooled(first: Study, second: Study) -> Study:
+    """Two runs of one preset with disjoint starts read as one study (more starts: narrower
+    intervals over starts). Plan and config are the first's."""
+    if set(first.starts) & set(second.starts):
+        raise ValueError("the studies share start seeds: they are not independent replicates")
+    merged = Study(first.root, first.meta, plan=first.plan,
+                   difficulty={**first.difficulty, **second.difficulty},
+                   sweeps={**first.sweeps, **second.sweeps},
+                   skipped={**first.skipped, **second.skipped})
+    for arm in set(first.runs) | set(second.runs):
+        merged.runs[arm] = first.runs.get(arm, []) + second.runs.get(arm, [])
+    return merged
+
+
+def _test_evals(run_dir: Path) -> dict[int, TestEval]:
+    """RUN/test/step-N: one `gengap eval` directory, or one per split size (N/whole, N/n1000)."""
+    out = {}
+    for step_dir in sorted((run_dir / "test").glob("step-*")):
+        if not step_dir.name.split("-")[1].isdigit():
+            continue
+        parts = [step_dir] if (step_dir / "results.json").is_file() else sorted(
+            p for p in step_dir.iterdir() if p.is_dir())
+        results: dict[str, Any] = {}
+        outcomes: dict[str, dict[str, float]] = {}
+        for part in parts:
+            found = _json(part / "results.json")
+            if not found:
+                continue  # an evaluation that has not finished
+            results.update(found.get("results", {}))
+            for row in _jsonl(part / "samples.jsonl"):
+                outcomes.setdefault(row["split"], {})[row["id"]] = float(bool(row["success"]))
+        if results:
+            step = int(step_dir.name.split("-")[1])
+            out[step] = TestEval(step, results, outcomes)
+    return out
 
 
 def load_study(root: str | Path) -> Study:
     """Read whatever a (possibly partial) study directory holds."""
     root = Path(root)
-    study = Study(root, _json(root / "study.json") or {},
-                  _json(root / "difficulty" / "summary.json"),
-                  plan=_json(root / "plan.json") or {},
-                  skipped=_json(root / "data" / SKIPPED_FILE) or {})
-    runs_dir = root / "runs"
-    if runs_dir.is_dir():
+    study = Study(root, _json(root / "study.json") or {}, plan=_json(root / "plan.json") or {})
+    for start_dir in sorted(root.glob("start-*")):
+        tail = start_dir.name.split("-", 1)[1]
+        if not tail.lstrip("-").isdigit():
+            continue
+        start = int(tail)
+        if (summary := _json(start_dir / "difficulty" / "summary.json")) is not None:
+            study.difficulty[start] = summary
+        study.skipped[start] = _json(start_dir / "data" / SKIPPED_FILE) or {}
+        for sweep in sorted((start_dir / "lr_sweep").glob("*.json")):
+            if (data := _json(sweep)) is not None:
+                study.sweeps.setdefault(start, {})[sweep.stem] = data
+        runs_dir = start_dir / "runs"
+        if not runs_dir.is_dir():
+            continue
         for arm_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
             for seed_dir in sorted(arm_dir.glob("seed-*")):
                 run = Run(
-                    arm=arm_dir.name,
+                    arm=arm_dir.name, start=start,
                     seed=int(seed_dir.name.split("-", 1)[1]),
                     curve=_jsonl(seed_dir / "curve.jsonl"),
                     budget=_json(seed_dir / "budget.json"),
                     grad_norms=_jsonl(seed_dir / "grad_norms.jsonl"),
                     train_log=_jsonl(seed_dir / "log_history.jsonl"),
+                    selection=_json(seed_dir / "selection.json") or {},
+                    tests=_test_evals(seed_dir),
                 )
-                if run.curve or run.budget:
+                if run.curve or run.budget or run.tests:
                     study.runs.setdefault(arm_dir.name, []).append(run)
-    for sweep in sorted((root / "lr_sweep").glob("*.json")):
-        if (data := _json(sweep)) is not None:
-            study.sweeps[sweep.stem] = data
     return study

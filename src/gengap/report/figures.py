@@ -41,9 +41,15 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _mean_curve(study: Study, arm: str, split: str) -> tuple[list[int], list[float], list[float]]:
+def _mean_curve(study: Study, arm: str, split: str | None) -> tuple[list[int], list[float],
+                                                                   list[float]]:
+    """Mean (± se over runs) success by step; split None: ID validation (the pick's)."""
     by_step: dict[int, list[float]] = defaultdict(list)
     for run in study.runs.get(arm, []):
+        if split is None:
+            for step, value in run.validation.items():
+                by_step[step].append(value)
+            continue
         for row in run.curve:
             if row["split"] == split:
                 by_step[row["step"]].append(row["success"])
@@ -55,16 +61,22 @@ def _mean_curve(study: Study, arm: str, split: str) -> tuple[list[int], list[flo
 
 
 def success_curves(study: Study, out: Path) -> Path | None:
-    """Success vs training step, one panel per split, one line per arm (mean +- se)."""
-    splits = study.splits
+    """Success vs training step to the full budget, one panel per split plus ID validation
+    (the checkpoint pick's), one line per arm (mean ± se over runs); Init dashed; each arm's
+    mean best-on-validation step marked on the validation panel."""
+    panels: list[str | None] = [*study.splits, None]
     arms = [a for a in study.arms() if hard_share(a) is None and a != "init"]
-    if not splits or not arms:
+    if not study.splits or not arms:
         return None
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 4), squeeze=False)
-    init = {s: study.final_success("init", s) for s in splits}
-    for ax, split in zip(axes[0], splits):
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4), squeeze=False)
+    budget = study.plan.get("budget", {}).get("steps")
+    for ax, split in zip(axes[0], panels):
         for arm in arms:
             steps, means, ses = _mean_curve(study, arm, split)
+            if split is None and steps and steps[0] != 0:
+                init = _mean_curve(study, "init", None)
+                if init[0]:
+                    steps, means, ses = [0, *steps], [init[1][0], *means], [0.0, *ses]
             if not steps:
                 continue
             ax.plot(steps, [100 * m for m in means], marker="o", ms=3, label=arm,
@@ -72,18 +84,27 @@ def success_curves(study: Study, out: Path) -> Path | None:
             ax.fill_between(steps, [100 * (m - e) for m, e in zip(means, ses)],
                             [100 * (m + e) for m, e in zip(means, ses)], alpha=0.15,
                             color=_colour(arm))
-        if init[split]:
-            ax.axhline(100 * init[split][0], color="#555555", ls="--", lw=1, label="init")
-        ax.set_title(split)
+            if split is None:
+                best = [r.step("best") for r in study.runs[arm] if r.step("best")]
+                if best:
+                    b = statistics.fmean(best)
+                    ax.axvline(b, color=_colour(arm), lw=0.8, ls=":")
+        init = study.success("init", split, "last") if split else None
+        if init:
+            ax.axhline(100 * init[0], color="#555555", ls="--", lw=1, label="init")
+        if budget:
+            ax.set_xlim(0, budget * 1.02)
+        ax.set_title(split or "ID validation (picks the best checkpoint; dotted: best step)",
+                     fontsize=9 if split is None else 11)
         ax.set_xlabel("training step")
         ax.set_ylabel("success (%)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="best")
+    axes[0][0].legend(fontsize=8, loc="best")
     return _save(fig, out)
 
 
-def id_vs_ood(study: Study, out: Path) -> Path | None:
-    """Final ID success against final OOD success, one point per arm (with error bars)."""
+def id_vs_ood(study: Study, out: Path, which: str = "best") -> Path | None:
+    """Test-set ID success against OOD success, one point per arm (± se over starts)."""
     ood, id_split = study.ood_splits, study.id_split
     if id_split is None or not ood:
         return None
@@ -91,10 +112,11 @@ def id_vs_ood(study: Study, out: Path) -> Path | None:
     for ax, split in zip(axes[0], ood):
         labels_at: dict[tuple[float, float], int] = {}  # arms on one point: stack their labels
         for arm in study.arms():
-            x, y = study.final_success(arm, id_split), study.final_success(arm, split)
+            x = study.success(arm, id_split, "last" if arm == "init" else which)
+            y = study.success(arm, split, "last" if arm == "init" else which)
             if not x or not y:
                 continue
-            point = (100 * x[0], 100 * y[0])
+            point = (round(100 * x[0], 1), round(100 * y[0], 1))
             ax.errorbar(*point, xerr=100 * x[1], yerr=100 * y[1], fmt="o",
                         color=_colour(arm), capsize=3)
             stacked = labels_at.get(point, 0)
@@ -103,31 +125,39 @@ def id_vs_ood(study: Study, out: Path) -> Path | None:
                         fontsize=8)
         ax.set_xlabel(f"ID success (%, {id_split})")
         ax.set_ylabel(f"{split} success (%)")
+        ax.set_title(f"{which} checkpoint on the test sets", fontsize=10)
         ax.grid(alpha=0.3)
     return _save(fig, out)
 
 
-def pass_rate_histogram(summary: dict[str, Any] | None, out: Path) -> Path | None:
-    """Samples by number of correct rollouts, coloured by bucket, with bucket sizes."""
-    if not summary:
+def pass_rate_histogram(study: Study, out: Path) -> Path | None:
+    """Samples by number of correct rollouts, one bar group per start, coloured by bucket."""
+    summaries = study.difficulty
+    if not summaries:
         return None
-    hist = summary["pass_rate_histogram"]
-    labels = list(hist)
-    k = len(labels) - 1
-    colours = [BUCKET_COLOURS["hard"]] + [BUCKET_COLOURS["medium"]] * (k - 1) + [
-        BUCKET_COLOURS["easy"]]
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    ax.bar(labels, list(hist.values()), color=colours)
-    b = summary["buckets"]
-    ax.set_title(f"pass rate over k={k} rollouts (n={summary['n']}): easy {b['easy']}, "
-                 f"medium {b['medium']}, hard {b['hard']}", fontsize=10)
+    fig, ax = plt.subplots(figsize=(6.8, 3.8))
+    width = 0.8 / len(summaries)
+    titles = []
+    for j, (start, summary) in enumerate(sorted(summaries.items())):
+        hist = summary["pass_rate_histogram"]
+        k = len(hist) - 1
+        colours = [BUCKET_COLOURS["hard"]] + [BUCKET_COLOURS["medium"]] * (k - 1) + [
+            BUCKET_COLOURS["easy"]]
+        xs = np.arange(len(hist)) + (j - (len(summaries) - 1) / 2) * width
+        ax.bar(xs, list(hist.values()), width=width, color=colours,
+               alpha=1.0 - 0.25 * j / max(1, len(summaries) - 1), edgecolor="black", lw=0.3)
+        b = summary["buckets"]
+        titles.append(f"start {start}: {b['easy']}/{b['medium']}/{b['hard']}")
+        ax.set_xticks(np.arange(len(hist)), list(hist))
+    ax.set_title(f"pass rate over k rollouts, bars per start (easy/medium/hard: "
+                 f"{'; '.join(titles)})", fontsize=8)
     ax.set_xlabel("correct rollouts")
     ax.set_ylabel("samples")
     return _save(fig, out)
 
 
-def hard_ratio(study: Study, out: Path) -> Path | None:
-    """OOD (and ID) success of SFT-EM as the share of hard samples grows."""
+def hard_ratio(study: Study, out: Path, which: str = "best") -> Path | None:
+    """OOD (and ID) test success of SFT-EM as the share of hard samples grows."""
     points = study.hard_ratio_arms()
     if points and "sft-em" in study.runs:
         points.insert(0, (0.0, "sft-em"))
@@ -135,13 +165,13 @@ def hard_ratio(study: Study, out: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for split in study.splits:
-        vals = [study.final_success(arm, split) for _, arm in points]
+        vals = [study.success(arm, split, which) for _, arm in points]
         xs = [100 * r for (r, _), v in zip(points, vals) if v]
         ys = [100 * v[0] for v in vals if v]
         es = [100 * v[1] for v in vals if v]
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=split)
     ax.set_xlabel("hard samples added to SFT-EM (% of the set)")
-    ax.set_ylabel("success (%)")
+    ax.set_ylabel(f"success (%, {which} checkpoint)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out)
@@ -179,47 +209,93 @@ def grad_norms(study: Study, out: Path) -> Path | None:
     return _save(fig, out)
 
 
-def wall_time(study: Study, out: Path) -> Path | None:
-    """Wall time per arm; DC-SFT arms stacked with the difficulty pass, as the study counts."""
+def costs(study: Study, out: Path) -> Path | None:
+    """Training cost per arm in FLOPs, CPU seconds and wall seconds (mean per start); arms
+    curated by difficulty stacked with the difficulty pass, as the study counts them."""
+    from gengap.report.claims import UNITS, arm_cost, difficulty_cost
+
     arms = [a for a in study.arms() if any(r.budget for r in study.runs[a])]
     if not arms:
         return None
-    difficulty = (study.difficulty or {}).get("speed", {}).get("compute_seconds") or 0.0
-    train = [statistics.fmean(r.budget["wall_seconds"] for r in study.runs[a] if r.budget)
-             for a in arms]
-    # DC-SFT arms (curated by difficulty) pay for the difficulty pass; SFT-all does not.
-    extra = [difficulty if study.arm_spec(a).get("kind") == "sft"
-             and study.arm_spec(a).get("data") != "all" else 0.0 for a in arms]
-    fig, ax = plt.subplots(figsize=(1.0 * len(arms) + 3, 3.8))
-    ax.bar(arms, train, color=[_colour(a) or "#999999" for a in arms], label="training")
-    ax.bar(arms, extra, bottom=train, color="#bbbbbb", label="difficulty pass")
-    ax.set_ylabel("wall time (s)")
-    ax.tick_params(axis="x", rotation=30)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(UNITS), figsize=(4.2 * len(UNITS) + 1, 3.8), squeeze=False)
+    for ax, (unit, name) in zip(axes[0], UNITS.items()):
+        train = []
+        for a in arms:
+            values = [v for r in study.runs[a] if (v := arm_cost(r.budget, unit)) is not None]
+            train.append(statistics.fmean(values) if values else 0.0)
+        extras = [v for d in study.difficulty.values()
+                  if (v := difficulty_cost(d, unit)) is not None]
+        difficulty = statistics.fmean(extras) if extras else 0.0
+        # DC-SFT arms (curated by difficulty) pay for the difficulty pass; SFT-all does not.
+        extra = [difficulty if study.arm_spec(a).get("kind") == "sft"
+                 and study.arm_spec(a).get("data") != "all" else 0.0 for a in arms]
+        ax.bar(arms, train, color=[_colour(a) or "#999999" for a in arms], label="training")
+        ax.bar(arms, extra, bottom=train, color="#bbbbbb", label="difficulty pass")
+        ax.set_title(name + (" (shown only: load changes it)" if unit == "wall_seconds"
+                             else ""), fontsize=10)
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+    axes[0][0].legend(fontsize=8)
     return _save(fig, out)
 
 
 def lr_sweeps(study: Study, out: Path) -> Path | None:
-    """ID-validation and OOD success against learning rate for every swept arm."""
+    """ID-validation and OOD success against learning rate for every swept arm and start."""
     if not study.sweeps:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False, sharex=True)
-    for arm, sweep in study.sweeps.items():
-        lrs = sweep["lrs"]
-        axes[0][0].plot(lrs, [100 * v for v in sweep["id_val"]], marker="o",
-                        color=_colour(arm), label=arm)
-        if sweep.get("ood"):
-            axes[0][1].plot(lrs, [100 * v for v in sweep["ood"]], marker="o",
-                            color=_colour(arm), label=arm)
-        picked = sweep.get("picked")
-        if picked in lrs:
-            axes[0][0].scatter([picked], [100 * sweep["id_val"][lrs.index(picked)]], s=90,
-                               facecolors="none", edgecolors="black")
-    for ax, title in zip(axes[0], ("ID validation (picks the lr)", "OOD (reported, never used)")):
+    styles = ["-", "--", ":", "-."]
+    for j, (_start, sweeps) in enumerate(sorted(study.sweeps.items())):
+        for arm, sweep in sweeps.items():
+            lrs = sweep["lrs"]
+            label = arm if j == 0 else None
+            style = styles[j % len(styles)]
+            axes[0][0].plot(lrs, [100 * v for v in sweep["id_val"]], marker="o", ls=style,
+                            color=_colour(arm), label=label, ms=3)
+            if sweep.get("ood") and None not in sweep["ood"]:
+                axes[0][1].plot(lrs, [100 * v for v in sweep["ood"]], marker="o", ls=style,
+                                color=_colour(arm), label=label, ms=3)
+            picked = sweep.get("picked")
+            if picked in lrs:
+                axes[0][0].scatter([picked], [100 * sweep["id_val"][lrs.index(picked)]], s=90,
+                                   facecolors="none", edgecolors="black")
+    for ax, title in zip(axes[0], ("ID validation (picks the lr; circles: picked)",
+                                   "OOD (reported, never used)")):
         ax.set_xscale("log")
-        ax.set_xlabel("learning rate")
+        ax.set_xlabel("learning rate (line style: start)")
         ax.set_ylabel("success (%)")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, out)
+
+
+def intervals(runs: dict[str, list[Any]], out: Path, margin: float) -> Path | None:
+    """Every verdict's paired difference with its interval, one row per comparison and one
+    marker per run (this run, the replicate): the verdict interval (bar), the bootstrap part
+    (thick), 0 and the non-inferiority line."""
+    labelled = [(name, p) for name, parts in runs.items() for p in parts
+                if p.interval is not None]
+    if not labelled:
+        return None
+    labels = list(dict.fromkeys(p.label for _, p in labelled))
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(labels) + 1.6))
+    names = list(runs)
+    for name, part in labelled:
+        j = names.index(name)
+        y = labels.index(part.label) + (j - (len(names) - 1) / 2) * 0.3
+        i = part.interval
+        colour = {"agrees": "#2ca02c", "disagrees": "#d62728"}.get(part.verdict, "#555555")
+        ax.plot([100 * i.low, 100 * i.high], [y, y], color=colour, lw=1.5)
+        ax.plot([100 * i.bootstrap[0], 100 * i.bootstrap[1]], [y, y], color=colour, lw=4,
+                alpha=0.5)
+        ax.plot(100 * i.estimate, y, "o" if j == 0 else "s", color=colour,
+                label=f"{name}" if part.label == labelled[0][1].label else None)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.axvline(-100 * margin, color="black", lw=0.6, ls=":")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("paired difference (points); thin: verdict interval, thick: bootstrap part")
+    ax.grid(alpha=0.3, axis="x")
+    if len(names) > 1:
+        ax.legend(fontsize=8, loc="best")
     return _save(fig, out)

@@ -2,57 +2,170 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
 from gengap.io import atomic_open
 from gengap.report import figures
-from gengap.report.claims import evaluate_claims
+from gengap.report.claims import UNITS, arm_cost, comparisons, difficulty_cost, evaluate_claims
 from gengap.report.collect import Study, load_study
+
+REPLICATE_DIR = "replicate"  # the stability check's second run (`gengap reproduce --replicate`)
 
 
 def _cell(value: tuple[float, float, int] | None) -> str:
     return f"{100 * value[0]:.1f} ± {100 * value[1]:.1f}" if value else "—"
 
 
-def _delta(value: tuple[float, float, int] | None, init: tuple[float, float, int] | None) -> str:
-    return f"{100 * (value[0] - init[0]):+.1f}" if value and init else "—"
+def _num(x: float | None, fmt: str) -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def design_lines(study: Study) -> list[str]:
+    """What was run: starts, seeds, budget, evaluation sizes."""
+    cfg, plan = study.config, study.plan
+    modality = plan.get("task", {}).get("modality", "text")
+    roles = ", ".join(f"`{s}` ({study.split_info(s).get('role', '?')}"
+                      + (f", {study.axis(s)}" if study.split_info(s).get("axis") else "")
+                      + ")" for s in study.splits)
+    design = plan.get("design", {})
+    seeds = sorted({s for v in design.values() for s in v})
+    ev, budget = plan.get("evaluation", {}), plan.get("budget", {})
+    lines = [f"Task `{cfg.get('task')}` ({modality}); evaluated on {roles}.", ""]
+    if design:
+        lines += [
+            f"- **Starts**: {len(design)} ({', '.join(design)}), each "
+            f"{plan.get('start_kind', 'a start checkpoint')} with its own difficulty pass, "
+            f"curated sets and learning-rate sweep; training seeds per start: "
+            + "; ".join(f"{c}: {v}" for c, v in design.items())
+            + f" ({len(seeds)} distinct).",
+            f"- **Budget**: {budget.get('steps')} steps of {budget.get('batch_size')} prompts "
+            f"for every arm, a checkpoint every {budget.get('eval_every')} steps.",
+            f"- **Evaluation** (greedy, one attempt): curves {ev.get('curve_n')} episodes per "
+            f"split and checkpoint; ID validation {ev.get('val_n')} held-out episodes per "
+            f"checkpoint (picks the best one); test sets {ev.get('test_n')} episodes per split "
+            "(a smaller finite split whole), the same episodes for every arm and start, on each "
+            "arm's best-on-validation and last checkpoint.", ""]
+    return lines
+
+
+def rule_lines(study: Study, m: int, level: float) -> list[str]:
+    """The verdict rule, as applied in this report."""
+    s = study.verdict_settings
+    starts = len(study.starts)
+    lines = [
+        "**Verdict rule.** Each claim is one or more paired comparisons of two arms on the same "
+        f"starts and the same test episodes, at each arm's **{s['checkpoint']}** checkpoint "
+        f"({'best on ID validation' if s['checkpoint'] == 'best' else 'end of the budget'}; "
+        "the other checkpoint's difference is shown beside it, without a verdict). The "
+        "difference's interval is the wider of a two-stage paired bootstrap (starts, then "
+        "episodes and training seeds within each start) and a Student-t interval over the "
+        "per-start differences (the bootstrap alone is overconfident with few starts). "
+        f"Multiple comparisons: Bonferroni over the m = {m} comparisons of this report, so "
+        f"every interval is a {100 * level:.2f}% interval and all verdicts together err with "
+        f"probability at most {s['alpha']:g}. A comparison **agrees** when its interval lies "
+        "wholly on the claimed side of 0, **disagrees** when it lies wholly on the other side, "
+        "and is **inconclusive** otherwise; “matches or beats” is non-inferiority with a "
+        f"margin of {100 * s['margin']:.0f} points (agrees when the interval lies above "
+        f"−{100 * s['margin']:.0f}, disagrees when below). A claim agrees (disagrees) only "
+        "when all its comparisons do. Differences are in points: estimate [interval]."]
+    if starts < 2:
+        lines += ["", f"*This run has {starts} start: its intervals cover episodes and seeds "
+                  "but not the start checkpoint, so they are too narrow for a claim about "
+                  "the method (use two or more starts).*"]
+    return lines + [""]
+
+
+def interval_table(parts_by_run: dict[str, list]) -> list[str]:
+    """Every comparison's interval: half-width and its parts (bootstrap, t over starts)."""
+    lines = ["| run | comparison | estimate | interval | half-width | bootstrap half-width "
+             "| t half-width | starts | episodes/start | discordant | ±2 needs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, parts in parts_by_run.items():
+        for p in parts:
+            i = p.interval
+            if i is None:
+                continue
+            t = (i.t_interval[1] - i.t_interval[0]) / 2 if i.t_interval else None
+            lines.append(
+                f"| {name} | {p.label} | {100 * i.estimate:+.1f} | [{100 * i.low:+.1f}, "
+                f"{100 * i.high:+.1f}] | {100 * i.half_width:.1f} | "
+                f"{100 * (i.bootstrap[1] - i.bootstrap[0]) / 2:.1f} | "
+                f"{_num(None if t is None else 100 * t, '.1f')} | {i.starts} | {i.episodes} | "
+                f"{100 * i.discordant:.0f}% | {episodes_for(i)} |")
+    return lines + ["", "±2 needs: test episodes per start for a 95% interval of ±2 points from "
+                    "the episodes alone at the measured discordance (paired 0/1 outcomes: "
+                    "variance = discordant share − difference²); the start-to-start part "
+                    "shrinks only with more starts.", ""]
+
+
+def episodes_for(i, half_width: float = 0.02) -> int:
+    """Episodes per start for a 95% episode-only interval of ±`half_width` on this difference."""
+    variance = max(i.discordant - i.estimate ** 2, 0.0)
+    return math.ceil((1.96 / half_width) ** 2 * variance / max(i.starts, 1))
 
 
 def results_tables(study: Study) -> list[str]:
-    """One table per split: success (mean ± se over seeds) and change from Init."""
+    """One table per split: test success at the best and the last checkpoint, the paired
+    change from Init, and the steps the best checkpoints sit at."""
     lines = []
-    init = {s: study.final_success("init", s) for s in study.splits}
     for split in study.splits:
-        lines += [f"### {split}", "", "| arm | success (%) | Δ vs init | seeds |",
-                  "|---|---|---|---|"]
+        lines += [f"### {split}", "",
+                  "| arm | best checkpoint (%) | Δ vs init | last checkpoint (%) | Δ vs init "
+                  "| best steps | runs |", "|---|---|---|---|---|---|---|"]
         for arm in study.arms():
-            value = study.final_success(arm, split)
-            lines.append(f"| {arm} | {_cell(value)} | "
-                         f"{'' if arm == 'init' else _delta(value, init[split])} | "
-                         f"{value[2] if value else 0} |")
+            best = study.success(arm, split, "best")
+            last = study.success(arm, split, "last")
+            if arm == "init":
+                lines.append(f"| init | {_cell(last)} | | {_cell(last)} | | 0 | "
+                             f"{last[2] if last else 0} |")
+                continue
+            deltas = []
+            for which in ("best", "last"):
+                d = study.paired_delta(arm, "init", split, which)
+                deltas.append(f"{100 * d:+.1f}" if d is not None else "—")
+            steps = sorted({r.step("best") for r in study.runs[arm] if r.step("best")})
+            lines.append(f"| {arm} | {_cell(best)} | {deltas[0]} | {_cell(last)} | "
+                         f"{deltas[1]} | {', '.join(map(str, steps)) or '—'} | "
+                         f"{last[2] if last else 0} |")
         lines.append("")
+    lines += ["Success: mean over starts (± se over starts; one start: binomial se). Δ: the "
+              "paired difference from Init on the same start and episodes.", ""]
     return lines
 
 
 def budget_table(study: Study) -> list[str]:
-    """What each arm cost and saw: lr picked, epochs, wall time, tokens, FLOPs."""
-    lines = ["| arm | lr | steps | epochs | wall (s) | tokens | FLOPs (est.) |",
-             "|---|---|---|---|---|---|---|"]
+    """What each arm cost and saw: lr picked per start, epochs, FLOPs, CPU and wall seconds."""
+    lines = ["| arm | lr per start | steps | epochs | FLOPs | CPU s | wall s | tokens |",
+             "|---|---|---|---|---|---|---|---|"]
     for arm in study.arms():
         budgets = [r.budget for r in study.runs[arm] if r.budget]
         if not budgets:
             continue
 
-        def mean(key: str, budgets=budgets) -> float:
-            vals = [b[key] for b in budgets if b.get(key) is not None]
-            vals = [v["total"] if isinstance(v, dict) else v for v in vals]
-            return statistics.fmean(vals) if vals else float("nan")
+        def mean(unit: str, budgets=budgets) -> float | None:
+            vals = [v for b in budgets if (v := arm_cost(b, unit)) is not None]
+            return statistics.fmean(vals) if vals else None
 
-        lines.append(f"| {arm} | {budgets[0].get('learning_rate', '—')} | "
-                     f"{budgets[0].get('steps', '—')} | {mean('epochs'):.2f} | "
-                     f"{mean('wall_seconds'):.0f} | {mean('tokens'):,.0f} | "
-                     f"{mean('flops'):.2e} |")
+        lrs = ", ".join(f"{r.start}: {r.budget.get('learning_rate'):g}"
+                        for r in study.runs[arm] if r.budget)
+        epochs = [b["epochs"] for b in budgets if b.get("epochs") is not None]
+        tokens = [b["tokens"] for b in budgets if b.get("tokens") is not None]
+        lines.append(f"| {arm} | {lrs} | {budgets[0].get('steps', '—')} | "
+                     f"{_num(statistics.fmean(epochs) if epochs else None, '.2f')} | "
+                     f"{_num(mean('flops'), '.2e')} | {_num(mean('cpu_seconds'), '.0f')} | "
+                     f"{_num(mean('wall_seconds'), '.0f')} | "
+                     f"{_num(statistics.fmean(tokens) if tokens else None, ',.0f')} |")
+    for start, summary in sorted(study.difficulty.items()):
+        values = {u: difficulty_cost(summary, u) for u in UNITS}
+        lines.append(f"| difficulty pass (start {start}) | | | | "
+                     f"{_num(values['flops'], '.2e')} | {_num(values['cpu_seconds'], '.0f')} | "
+                     f"{_num(values['wall_seconds'], '.0f')} | |")
+    lines += ["", "Means over runs. Training only (evaluation and probes excluded); FLOPs are "
+              "estimates (`gengap.cost`: 6N per trained token, 2N per generated or encoded "
+              "token), CPU seconds the process's own. Wall seconds depend on what else runs on "
+              "the machine: no verdict reads them.", ""]
     return lines
 
 
@@ -77,18 +190,59 @@ def zero_std_lines(study: Study) -> list[str]:
     return lines
 
 
+def sweep_lines(study: Study) -> list[str]:
+    lines = []
+    for start, sweeps in sorted(study.sweeps.items()):
+        for arm, sweep in sweeps.items():
+            status = ("bracketed" if sweep.get("bracketed")
+                      else "**not bracketed** (at the grid's edge after every extension)"
+                      if "bracketed" in sweep else "")
+            extended = f", extended by {sweep['extended']}" if sweep.get("extended") else ""
+            lines.append(f"- start {start}, `{arm}`: tried {sweep['lrs']}{extended}, picked "
+                         f"**{sweep.get('picked')}** {status}")
+    return lines
+
+
+def stability_lines(root: Path) -> list[str]:
+    from gengap.report.stability import stability
+
+    other = root / REPLICATE_DIR
+    if not (other / "study.json").is_file():
+        return ["*No replicate yet: `gengap reproduce ... --replicate` runs this preset again "
+                "from other starts and fills this section.*", ""]
+    rows = stability(root, other)
+    starts = load_study(other).planned_starts
+    lines = [f"The same preset from other starts ({starts}, in `{REPLICATE_DIR}/`). A flip "
+             "(agrees in one run, disagrees in the other) would mean the rule failed. Pooled: "
+             "both runs' starts together under the same rule (more starts, narrower intervals; "
+             "not either run's verdict).", "",
+             "| claim | this run | replicate | status | pooled |", "|---|---|---|---|---|"]
+    lines += [f"| {r.claim} | {r.first} | {r.second} | {r.status} | {r.pooled} |"
+              for r in rows]
+    return lines + [""]
+
+
 def write_report(root: str | Path) -> Path:
     """Rebuild `root/report.md` and its figures from whatever the study directory holds."""
     study = load_study(root)
     fig_dir = study.root / "figures"
+    which = study.verdict_settings["checkpoint"]
+    parts, m, level = comparisons(study)
+    parts_by_run = {"this run": [p for ps in parts.values() for p in ps]}
+    replicate = study.root / REPLICATE_DIR
+    if (replicate / "study.json").is_file():
+        other, _, _ = comparisons(load_study(replicate))
+        parts_by_run["replicate"] = [p for ps in other.values() for p in ps]
     made = {
         "curves": figures.success_curves(study, fig_dir / "success_vs_step.png"),
-        "scatter": figures.id_vs_ood(study, fig_dir / "id_vs_ood.png"),
-        "hist": figures.pass_rate_histogram(study.difficulty, fig_dir / "pass_rate_hist.png"),
-        "ablation": figures.hard_ratio(study, fig_dir / "hard_ratio.png"),
+        "scatter": figures.id_vs_ood(study, fig_dir / "id_vs_ood.png", which),
+        "hist": figures.pass_rate_histogram(study, fig_dir / "pass_rate_hist.png"),
+        "ablation": figures.hard_ratio(study, fig_dir / "hard_ratio.png", which),
         "grad": figures.grad_norms(study, fig_dir / "grad_norms.png"),
-        "time": figures.wall_time(study, fig_dir / "wall_time.png"),
+        "cost": figures.costs(study, fig_dir / "cost.png"),
         "lr": figures.lr_sweeps(study, fig_dir / "lr_sweep.png"),
+        "intervals": figures.intervals(parts_by_run, fig_dir / "intervals.png",
+                                       study.verdict_settings["margin"]),
     }
 
     def image(key: str, caption: str) -> list[str]:
@@ -96,48 +250,42 @@ def write_report(root: str | Path) -> Path:
         return [f"![{caption}]({path.relative_to(study.root)})", ""] if path else [
             f"*{caption}: no data yet.*", ""]
 
-    cfg = study.meta.get("config", {})
-    preset = study.plan.get("preset") or cfg.get("preset") or study.root.name
+    preset = study.plan.get("preset") or study.config.get("preset") or study.root.name
     lines = [f"# gengap study: {preset}", ""]
-    if cfg:
-        modality = study.plan.get("task", {}).get("modality", "text")
-        roles = ", ".join(f"`{s}` ({study.split_info(s).get('role', '?')}"
-                          + (f", {study.axis(s)}" if study.split_info(s).get("axis") else "")
-                          + ")" for s in study.splits)
-        lines += [f"Task `{cfg.get('task')}` ({modality}); evaluated on {roles}; "
-                  f"seeds {cfg.get('seeds')}, {cfg.get('steps')} steps per arm, "
-                  f"{cfg.get('batch_size')} prompts per step; every arm starts from the "
-                  "same cold-start checkpoint. Success is greedy, over "
-                  f"{cfg.get('eval_n')} episodes per split.", ""]
+    if study.config:
+        lines += design_lines(study)
     lines += ["## What the studies claim and what this run measured", "",
               "| claim | the study | this run | verdict |", "|---|---|---|---|"]
     for c in evaluate_claims(study):
         lines.append(f"| {c.claim} | {c.study} | {c.measured} | **{c.verdict}** |")
-    lines += ["", "Verdicts compare mean final success over seeds; a difference must exceed two "
-              "combined standard errors to count.", "", "## Success by split", ""]
-    lines += results_tables(study)
-    if study.skipped:
+    lines += [""] + rule_lines(study, m, level)
+    lines += ["## Stability: a second run from other starts", ""] + stability_lines(study.root)
+    lines += ["## Interval widths", ""] + interval_table(parts_by_run)
+    lines += image("intervals", "Paired differences and their intervals")
+    lines += ["## Success on the test sets", ""] + results_tables(study)
+    skipped = {(c, a): why for c, arms in study.skipped.items() for a, why in arms.items()}
+    if skipped:
         lines += ["Arms not trained (their data could not be curated):", ""]
-        lines += [f"- `{arm}`: {why}" for arm, why in study.skipped.items()] + [""]
+        lines += [f"- start {c}, `{arm}`: {why}" for (c, arm), why in skipped.items()] + [""]
+    lines += ["## Curves to the full budget", ""]
     lines += image("curves", "Success vs training step")
     lines += image("scatter", "ID vs OOD success per arm")
     lines += ["## Difficulty", ""]
-    if study.difficulty:
-        d = study.difficulty
-        lines += [f"{d['n']} training samples, k={d['k']} rollouts at temperature "
-                  f"{d['sampling']['temperature']}: easy {d['buckets']['easy']}, medium "
-                  f"{d['buckets']['medium']}, hard {d['buckets']['hard']} (mean pass rate "
-                  f"{d['mean_pass_rate']:.2f}).", ""]
-    lines += image("hist", "Pass-rate histogram")
+    for start, d in sorted(study.difficulty.items()):
+        lines.append(f"- start {start}: {d['n']} training samples, k={d['k']} rollouts at "
+                     f"temperature {d['sampling']['temperature']}: easy {d['buckets']['easy']}, "
+                     f"medium {d['buckets']['medium']}, hard {d['buckets']['hard']} (mean pass "
+                     f"rate {d['mean_pass_rate']:.2f}).")
+    lines += [""] + image("hist", "Pass-rate histogram")
     lines += image("grad", "Per-bucket gradient norm during SFT")
     lines += ["## Hard-ratio ablation", ""] + image("ablation", "SFT-EM plus hard samples")
-    lines += ["## Budgets", ""] + budget_table(study) + [""]
+    lines += ["## Cost", ""] + budget_table(study)
     lines += zero_std_lines(study) + [""]
-    lines += image("time", "Wall time per arm")
+    lines += image("cost", "Cost per arm")
     lines += ["## Learning rates", "",
-              "Each arm's learning rate is picked on an ID validation split (never OOD)."]
-    for arm, sweep in study.sweeps.items():
-        lines.append(f"- `{arm}`: tried {sweep['lrs']}, picked **{sweep.get('picked')}**")
+              "Each arm's learning rate is picked per start on ID validation (never OOD); a "
+              "pick at the grid's edge extends the grid until it is bracketed.", ""]
+    lines += sweep_lines(study)
     lines += [""] + image("lr", "Success vs learning rate")
     path = study.root / "report.md"
     with atomic_open(path) as f:

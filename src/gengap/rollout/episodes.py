@@ -64,8 +64,14 @@ def run_episodes(
     params: SamplingParams,
     verify_iters: int | None = None,
     progress: bool = False,
+    usage: dict[str, int] | None = None,
 ) -> list[EpisodeResult]:
-    """Run k episodes per sample to the end; return them sample-major (k per sample)."""
+    """Run k episodes per sample to the end; return them sample-major (k per sample).
+
+    `usage`, when given, accumulates the engine's token counts over every round:
+    ``prompt_tokens`` (prompts encoded; a prompt shared by k samples counts once) and
+    ``generated_tokens`` -- what a FLOPs estimate of the run counts (`gengap.cost`).
+    """
     if verify_iters is not None and verify_iters < 1:
         raise InputError("verify_iters must be >= 1", where="run_episodes")
     ids = [s.id for s in samples]
@@ -86,11 +92,18 @@ def run_episodes(
         results[i].generated_tokens += tokens
         observations[i] = None if step.done else step.observation
 
+    def count(batch: Any) -> None:
+        if usage is not None:
+            usage["prompt_tokens"] = usage.get("prompt_tokens", 0) + int(batch.prompt_tokens)
+            usage["generated_tokens"] = (usage.get("generated_tokens", 0)
+                                         + int(batch.generated_tokens))
+
     bar = tqdm(desc="episode rounds", unit="round", disable=not progress)
     # Round 1: k completions per prompt in one call (the backend shares each prompt's prefill).
     first = [observations[i * k] for i in range(len(samples))]
     batch = sampler.generate([o.messages for o in first], [list(o.images) for o in first],
                              params, keys=ids)
+    count(batch)
     for s_index, completions in enumerate(batch.completions):
         for j, completion in enumerate(completions):
             record(s_index * k + j, completion.text, completion.num_tokens)
@@ -104,6 +117,7 @@ def run_episodes(
         batch = sampler.generate([observations[i].messages for i in running],
                                  [list(observations[i].images) for i in running], single,
                                  keys=keys)
+        count(batch)
         for i, completions in zip(running, batch.completions, strict=True):
             record(i, completions[0].text, completions[0].num_tokens)
         bar.update(1)

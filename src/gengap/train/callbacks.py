@@ -1,14 +1,14 @@
 """Trainer callbacks: the ID/OOD curve, the compute budget, and per-bucket gradient norms.
 
 All three are `transformers.TrainerCallback`s, so they work with any TRL trainer. They write
-JSON files in the run directory (see `gengap.train.common`); time spent inside them is kept
-out of the training wall time, so arms with and without curves have comparable budgets.
+JSON files in the run directory (see `gengap.train.common`); time spent inside them (wall and
+CPU, a `gengap.cost.Clock` each) is kept out of the training budget, so arms with and without
+curves have comparable budgets.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from gengap.cost import Clock, now
 from gengap.io import read_jsonl, write_json, write_jsonl
 from gengap.train.common import TrainRecipe
 
@@ -59,15 +60,18 @@ class CurveCallback(TrainerCallback):
     def __init__(self, eval_fn: EvalFn, every: int, path: str | Path, *, at_start: bool = True):
         self.eval_fn, self.every, self.path, self.at_start = eval_fn, every, Path(path), at_start
         self.rows = [row for _, row in read_jsonl(self.path)] if self.path.is_file() else []
-        self.seconds = 0.0
+        self.clock = Clock()
+
+    @property
+    def seconds(self) -> float:
+        return self.clock.wall
 
     def _evaluate(self, state: Any, model: Any, processing_class: Any) -> None:
         step = state.global_step
         if not state.is_world_process_zero or any(r["step"] == step for r in self.rows):
             return
-        start = time.perf_counter()
-        results = self.eval_fn(model, processing_class, step)
-        self.seconds += time.perf_counter() - start
+        with self.clock:
+            results = self.eval_fn(model, processing_class, step)
         epoch = round(state.epoch or 0.0, 4)
         for split, metrics in results.items():
             scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
@@ -101,7 +105,11 @@ class BucketGradNormCallback(TrainerCallback):
         self.trainer, self.buckets, self.every = trainer, list(buckets), every
         self.path = Path(path)
         self.rows = [row for _, row in read_jsonl(self.path)] if self.path.is_file() else []
-        self.seconds = 0.0
+        self.clock = Clock()
+
+    @property
+    def seconds(self) -> float:
+        return self.clock.wall
 
     def probe(self, model: torch.nn.Module) -> list[dict[str, Any]]:
         """Gradient norm and loss of each bucket's probe batch at the current weights."""
@@ -132,9 +140,8 @@ class BucketGradNormCallback(TrainerCallback):
         step = state.global_step
         if any(r["step"] == step for r in self.rows):
             return
-        start = time.perf_counter()
-        self.rows += [{"step": step, **row} for row in self.probe(model)]
-        self.seconds += time.perf_counter() - start
+        with self.clock:
+            self.rows += [{"step": step, **row} for row in self.probe(model)]
         write_jsonl(self.path, self.rows)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -151,27 +158,36 @@ class BudgetCallback(TrainerCallback):
     """Writes DIR/budget.json at every checkpoint and at the end of training.
 
     static:   fixed facts of the arm (kind, prompts per step, dataset rows, parameters, lr ...).
-    flops:    tokens processed -> {component: estimated FLOPs}.
-    excluded: callbacks whose `.seconds` (evaluation, probes) are not training time.
+    flops:    tokens processed -> {component: estimated FLOPs} (`gengap.cost`).
+    excluded: callbacks whose `.clock` (evaluation, probes) is not training time.
+
+    Costs: ``wall_seconds`` and ``cpu_seconds`` (process CPU time, all threads) of training
+    alone, and ``flops``; a resumed run adds what the earlier runs recorded.
     """
 
     def __init__(self, path: str | Path, static: dict[str, Any],
                  flops: Callable[[int], dict[str, float]], excluded: Sequence[Any] = (),
                  *, resumed: bool = False):
         self.path, self.static, self.flops, self.excluded = Path(path), static, flops, excluded
-        self.prior_seconds = 0.0
+        self.prior_seconds = self.prior_cpu = 0.0
         if resumed and self.path.is_file():
-            self.prior_seconds = json.loads(self.path.read_text()).get("wall_seconds", 0.0)
-        self.start = time.perf_counter()
+            old = json.loads(self.path.read_text())
+            self.prior_seconds = old.get("wall_seconds", 0.0)
+            self.prior_cpu = old.get("cpu_seconds") or 0.0
+        self.start, self.start_cpu = now()
         self.last: dict[str, Any] = {}  # the budget as last written
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.start = time.perf_counter()
+        self.start, self.start_cpu = now()
 
     def budget(self, state: Any) -> dict[str, Any]:
         """The budget so far."""
-        side = sum(c.seconds for c in self.excluded)
-        wall = self.prior_seconds + time.perf_counter() - self.start - side
+        clocks = [c.clock for c in self.excluded if hasattr(c, "clock")]
+        side = sum(c.wall for c in clocks)
+        side_cpu = sum(c.cpu for c in clocks)
+        wall_now, cpu_now = now()
+        wall = self.prior_seconds + wall_now - self.start - side
+        cpu = self.prior_cpu + cpu_now - self.start_cpu - side_cpu
         tokens = int(state.num_input_tokens_seen or 0)
         rows, prompts = self.static["dataset_rows"], self.static["prompts_per_step"]
         flops = self.flops(tokens)
@@ -180,8 +196,10 @@ class BudgetCallback(TrainerCallback):
             "steps_done": state.global_step,
             "epochs": round(state.global_step * prompts / rows, 4) if rows else None,
             "wall_seconds": round(wall, 3),
+            "cpu_seconds": round(cpu, 3),  # process CPU time: robust to other processes' load
             "seconds_per_step": round(wall / state.global_step, 4) if state.global_step else None,
             "side_seconds": round(side, 3),  # evaluation and probes, not in wall_seconds
+            "side_cpu_seconds": round(side_cpu, 3),
             "tokens": tokens,
             "flops": {**flops, "total": sum(flops.values())},
         }

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from gengap import cost
 from gengap.errors import InputError
 from gengap.io import write_json
 from gengap.train.callbacks import (
@@ -164,23 +165,10 @@ def difficulty_filter(
 
 
 def grpo_flops(n_params: int, recipe: GRPORecipe) -> Callable[[int], dict[str, float]]:
-    """Tokens (prompt + completion, per completion) -> estimated FLOPs per component.
-
-    generation 2N per token; reference model 2N when beta > 0; old-policy log-probs 2N when
-    num_iterations > 1; training 6N per token per iteration (4N with LoRA: no weight gradients).
-    """
-    n = float(n_params)
-
-    def flops(tokens: int) -> dict[str, float]:
-        out = {"generation": 2 * n * tokens}
-        if recipe.beta > 0:
-            out["reference"] = 2 * n * tokens
-        if recipe.num_iterations > 1:
-            out["old_logprobs"] = 2 * n * tokens
-        out["training"] = (4 if recipe.lora else 6) * n * tokens * recipe.num_iterations
-        return out
-
-    return flops
+    """Tokens (prompt + completion, per completion) -> estimated FLOPs per component
+    (`gengap.cost.grpo_flops`: generation, reference, old log-probs, training)."""
+    return cost.grpo_flops(n_params, beta=recipe.beta, num_iterations=recipe.num_iterations,
+                           lora=recipe.lora)
 
 
 # ------------------------------------------------------------------------------------------

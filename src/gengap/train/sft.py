@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gengap.cost import sft_flops
 from gengap.difficulty.estimate import BUCKETS
 from gengap.errors import InputError
 from gengap.train.callbacks import (
@@ -91,12 +92,6 @@ def probe_sets(dataset: Any, rows: int, seed: int = 0) -> dict[str, Any]:
         if indices:
             out[bucket] = dataset.select(sorted(rng.sample(indices, min(rows, len(indices)))))
     return out
-
-
-def sft_flops(n_params: int, lora: bool) -> Any:
-    """Tokens -> estimated training FLOPs: 6 N per token (4 N with LoRA: no weight gradients)."""
-    per_token = (4 if lora else 6) * n_params
-    return lambda tokens: {"training": float(per_token) * tokens}
 
 
 def train_sft(recipe: SFTRecipe, *, eval_fn: EvalFn | None = None) -> TrainResult:

@@ -5,6 +5,10 @@ the arm trains on, generated deterministically by the task), judged under the ID
 test-id nor any OOD split is looked at. Every candidate is trained with the arm's recipe (or a
 shortened copy), evaluated greedily, and recorded in DIR/lr_sweep.json as it finishes, so an
 interrupted sweep resumes where it stopped.
+
+A grid whose best rate sits at its edge says nothing about the rates beyond it, so the sweep
+extends the grid there (one grid step further, up to `extend` times) until the best rate has a
+worse neighbour on both sides -- or a tied one (a plateau: nothing beyond it to find).
 """
 
 from __future__ import annotations
@@ -91,14 +95,19 @@ def pick_lr(
     steps: int | None = None,
     device: str = "auto",
     dtype: str | None = "auto",
+    extend: int = 0,
 ) -> dict[str, Any]:
     """Train the arm once per learning rate, keep the best ID-validation success.
 
     `steps` shortens each candidate run (default: the recipe's own). Ties go to the smaller
-    learning rate. Returns (and writes to DIR/lr_sweep.json) the picked value and every result.
+    learning rate. A pick at the grid's edge that beats its neighbour extends the grid by one
+    grid step beyond it, up to `extend` times (`bracket`). Returns (and writes to
+    DIR/lr_sweep.json) the picked value, every result, and whether the pick is bracketed.
     """
     if not lrs or any(lr <= 0 for lr in lrs):
         raise InputError(f"learning rates must be a non-empty list of positive numbers: {lrs}")
+    if extend < 0:
+        raise InputError(f"'extend' must be >= 0, got {extend}")
     out = Path(out_dir)
     kind = "grpo" if isinstance(recipe, GRPORecipe) else "sft"
     train = train_grpo if kind == "grpo" else train_sft
@@ -109,20 +118,29 @@ def pick_lr(
     if sweep_path.is_file():
         done = {r["learning_rate"]: r for r in json.loads(sweep_path.read_text())["results"]}
 
+    grid = sorted(set(float(lr) for lr in lrs))
+
     def payload(results: list[dict[str, Any]]) -> dict[str, Any]:
+        results = sorted(results, key=lambda r: r["learning_rate"])
         best = max(results, key=lambda r: (r["val_success"], -r["learning_rate"]))
+        _, bracketed = bracket([r["learning_rate"] for r in results],
+                               [r["val_success"] for r in results])
         return {
             "kind": kind, "picked": best["learning_rate"], "results": results,
+            "grid": grid, "extended": [r["learning_rate"] for r in results
+                                       if r["learning_rate"] not in grid],
+            "bracketed": bracketed,
             "validation": {"split": split, "seed": seed, "start": indices.start, "n": val_n,
                            "rule": "ID", "decoding": "greedy, 1 attempt"},
             **run_metadata(dataclasses.asdict(recipe), recipe.seed),
         }
 
-    results = []
-    for lr in lrs:
+    results: list[dict[str, Any]] = []
+
+    def run_lr(lr: float) -> None:
         if lr in done:
             results.append(done[lr])
-            continue
+            return
         steps_here = steps or recipe.steps
         run = dataclasses.replace(recipe, learning_rate=lr, out=str(out / f"lr-{lr:g}"),
                                   steps=steps_here, save_every=steps_here, eval_every=0)
@@ -133,6 +151,44 @@ def pick_lr(
         results.append({"learning_rate": lr, "val_success": success, "steps": steps_here,
                         "run": run.out})
         write_json(sweep_path, payload(results))
+
+    for lr in grid:
+        run_lr(lr)
+    for _ in range(extend):
+        tried = sorted(r["learning_rate"] for r in results)
+        beyond, _ = bracket(tried, [next(r["val_success"] for r in results
+                                         if r["learning_rate"] == lr) for lr in tried])
+        if beyond is None:
+            break
+        run_lr(beyond)
     final = payload(results)
     write_json(sweep_path, final)
     return final
+
+
+def bracket(lrs: Sequence[float], values: Sequence[float]) -> tuple[float | None, bool]:
+    """(the next rate to try, whether the best rate is bracketed) for a sorted grid.
+
+    The best (ties: the smaller rate) is bracketed when it has a neighbour on both sides, or
+    when its neighbour on the open side ties with it (a plateau). Otherwise the next rate is
+    one grid step beyond the edge (the ratio of the edge's two rates; x3 for a one-rate grid).
+    """
+    if not lrs:
+        return None, False
+    best = max(range(len(lrs)), key=lambda i: (values[i], -lrs[i]))
+    if 0 < best < len(lrs) - 1:
+        return None, True
+    if len(lrs) == 1:
+        return lrs[0] / 3.0, False
+    if best == 0:
+        if values[0] == values[1]:
+            return None, True
+        return _round_lr(lrs[0] * lrs[0] / lrs[1]), False
+    if values[-1] == values[-2]:
+        return None, True
+    return _round_lr(lrs[-1] * lrs[-1] / lrs[-2]), False
+
+
+def _round_lr(lr: float) -> float:
+    """Three significant digits (3e-5 / 3 -> 1e-05, not 9.999999e-06)."""
+    return float(f"{lr:.3g}")
