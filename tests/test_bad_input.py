@@ -46,6 +46,12 @@ def files(tmp_path_factory) -> dict[str, Path]:
     (root / "dir.jsonl").mkdir()
     (root / "afile").write_text("x")
     (root / "noconfig").mkdir()
+    from transformers import Qwen2Config
+
+    Qwen2Config(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                num_attention_heads=2, num_key_value_heads=1,
+                vocab_size=64).save_pretrained(root / "corrupt")
+    (root / "corrupt" / "model.safetensors").write_bytes(b"\x10\x00" + b"garbage" * 8)
     (root / "plain.jsonl").write_text(json.dumps(
         {"prompt": [{"role": "user", "content": "1+1="}],
          "completion": [{"role": "assistant", "content": "2"}]}) + "\n")
@@ -124,6 +130,8 @@ def rows() -> list[tuple[str, tuple, tuple[str, ...]]]:
          ("did you mean 'tiny'",)),
         ("eval-model-dir", ("eval", "--model", "{root}/noconfig", *GP, "--out", "{root}/e2"),
          ("config.json",)),
+        ("eval-model-corrupt", ("eval", "--model", "{root}/corrupt", *GP, "--out",
+                                "{root}/e2c"), ("could not load model", "re-saved")),
         ("eval-no-splits", ("eval", "--model", "tiny", *GP, "--splits", ",", "--out",
                             "{root}/e3"), ("no splits",)),
         ("eval-bad-split", ("eval", "--model", "tiny", *GP, "--splits", "dev", "--out",

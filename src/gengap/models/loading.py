@@ -26,17 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForImageTextToText,
     AutoProcessor,
-    AutoTokenizer,
     PreTrainedModel,
 )
 from transformers.utils import logging as hf_logging
 
 from gengap.errors import InputError
+from gengap.models.tokenizer import load_tokenizer
 
 TINY_SPEC = "tiny"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -236,32 +237,6 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(previous)
 
 
-def is_char_tokenizer(path: str | Path) -> bool:
-    """Whether `path` holds gengap's character-level tokenizer (an empty-pattern split)."""
-    try:
-        data = json.loads((Path(path) / "tokenizer.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    pre = data.get("pre_tokenizer") or {}
-    return pre.get("type") == "Split" and pre.get("pattern") == {"Regex": ""}
-
-
-def load_tokenizer(path: str | Path) -> Any:
-    """The checkpoint's tokenizer, exactly as it was saved.
-
-    For a qwen2 config, transformers' `AutoTokenizer` rebuilds the tokenizer as a
-    `Qwen2Tokenizer` (Qwen's byte-level pre-tokenizer over our vocabulary), which silently
-    drops the spaces of gengap's character tokenizer: a model trained with spaces then sees
-    prompts without them. gengap's own tokenizer therefore loads through the generic backend,
-    which reads tokenizer.json as written; every other checkpoint goes through `AutoTokenizer`.
-    """
-    if is_char_tokenizer(path):
-        from transformers import PreTrainedTokenizerFast
-
-        return PreTrainedTokenizerFast.from_pretrained(path)
-    return AutoTokenizer.from_pretrained(path)
-
-
 def load_model(
     spec: str,
     *,
@@ -289,10 +264,14 @@ def load_model(
     try:
         with _quiet_transformers():
             model, processor, vlm, base = _load_weights(path, torch_dtype)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError, json.JSONDecodeError) as exc:
+        # A truncated or corrupt weights file raises SafetensorError ("incomplete metadata",
+        # "header too large"), a damaged config a JSONDecodeError: both are the user's files.
         raise InputError(
             f"could not load model {spec!r}: {exc}",
-            hint="check the path; hub ids need network access or a local HF cache",
+            where=str(path),
+            hint="check the path; a checkpoint whose files are damaged must be re-saved or "
+                 "re-trained; hub ids need network access or a local HF cache",
         ) from None
     tokenizer = getattr(processor, "tokenizer", processor)
     if modality == "image" and not vlm:

@@ -28,7 +28,7 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.processing_utils import ProcessorMixin
 
-from gengap.models.tokenizer import build_char_tokenizer, chat_template
+from gengap.models.tokenizer import build_char_tokenizer, chat_template, load_tokenizer
 
 QWEN_VL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = (
@@ -78,8 +78,6 @@ class ImageOnlyQwen2VLProcessor(_ImageOnlyMixin, Qwen2VLProcessor):
 
 def load_image_only_processor(path: str | Path, model_type: str) -> ProcessorMixin:
     """Build the image-only processor of a Qwen2-VL-family checkpoint from its files."""
-    from gengap.models.loading import load_tokenizer
-
     tokenizer = load_tokenizer(path)
     try:
         image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")

@@ -13,10 +13,13 @@ character is a word) and wrapped in `PreTrainedTokenizerFast`, so `save_pretrain
 
 from __future__ import annotations
 
+import json
 import string
+from pathlib import Path
+from typing import Any
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
@@ -96,3 +99,27 @@ def build_char_tokenizer(
         chat_template=template,
     )
     return tokenizer
+
+
+def is_char_tokenizer(path: str | Path) -> bool:
+    """Whether `path` holds gengap's character-level tokenizer (an empty-pattern split)."""
+    try:
+        data = json.loads((Path(path) / "tokenizer.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    pre = data.get("pre_tokenizer") or {}
+    return pre.get("type") == "Split" and pre.get("pattern") == {"Regex": ""}
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """The checkpoint's tokenizer, exactly as it was saved.
+
+    For a qwen2 config, transformers' `AutoTokenizer` rebuilds the tokenizer as a
+    `Qwen2Tokenizer` (Qwen's byte-level pre-tokenizer over our vocabulary), which silently
+    drops the spaces of gengap's character tokenizer: a model trained with spaces then sees
+    prompts without them. gengap's own tokenizer therefore loads through the generic backend,
+    which reads tokenizer.json as written; every other checkpoint goes through `AutoTokenizer`.
+    """
+    if is_char_tokenizer(path):
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
