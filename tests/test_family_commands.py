@@ -153,25 +153,27 @@ def test_reproduce_with_a_model_key(name: str, checkpoints, tmp_path: Path) -> N
     report = (out / "report.md").read_text()
     for arm in ("init", *arms.strip("[]").split(",")):
         assert f"| {arm} |" in report, arm
-        final = out / "runs" / arm / "seed-0" / "final"
+        final = out / "start-0" / "runs" / arm / "seed-0" / "final"
         if arm != "init":
             assert (final / "adapter_config.json").is_file()
-    difficulty = json.loads((out / "difficulty" / "summary.json").read_text())
+    difficulty = json.loads((out / "start-0" / "difficulty" / "summary.json").read_text())
     assert difficulty["model"]["path"] == str(ckpt)
     assert difficulty["model"]["strategy"] == STRATEGY.get(name, "engine")
-    init = json.loads((out / "runs" / "init" / "seed-0" / "eval" / "results.json").read_text())
+    start = out / "start-0"
+    init_eval = start / "runs" / "init" / "seed-0" / "test" / "step-0"
+    init = json.loads((init_eval / "results.json").read_text())
     assert (init["model"]["device"], init["model"]["dtype"]) == (DEVICE, DTYPE)
     if name in FAST:
         return
 
     opts = task_options(name)
-    adapter = out / "runs" / "sft-all" / "seed-0" / "final"
+    adapter = start / "runs" / "sft-all" / "seed-0" / "final"
     ok("eval", "--model", adapter, "--task", "generalpoints", *opts, "--splits", "test-id",
        "--n", 1, "--verify-iters", 1, "--out", tmp_path / "eval-adapter")
     model = json.loads((tmp_path / "eval-adapter" / "results.json").read_text())["model"]
     assert model["adapter_base"] == str(ckpt.resolve())
     assert model["strategy"] == STRATEGY.get(name, "engine")
-    ok("train", "sft", "--model", ckpt, "--data", out / "data" / "sft-all.jsonl", "--out",
+    ok("train", "sft", "--model", ckpt, "--data", start / "data" / "sft-all.jsonl", "--out",
        tmp_path / "sft", *TRAIN, *SFT)
     assert changed(ckpt, tmp_path / "sft" / "final"), "full SFT moved no parameter"
     ok("train", "grpo", "--model", ckpt, "--out", tmp_path / "grpo", "--task", "generalpoints",
