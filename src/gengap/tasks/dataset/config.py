@@ -49,7 +49,8 @@ class DatasetConfig:
                                         "when present)")
     test: str = _opt("test", "split value of the in-distribution test rows")
     ood: list[str] = _opt([], "OOD splits as value or value:axis, comma-separated (e.g. "
-                              "sketch:style,adversarial:natural)")
+                              "sketch:style,adversarial:natural); default: every other "
+                              "split value, its axis its name")
     holdout: float = _opt(0.2, "data with no splits at all: share of rows held out as test "
                                "(chosen by a stable hash of the id)")
     warmup_size: int | None = _opt(None, "rows of train held out for the tiny model's cold "

@@ -35,7 +35,7 @@ from PIL import Image
 from gengap.errors import InputError
 from gengap.images import load_image, resize_longest
 from gengap.tasks.base import Message, Sample, Split, TaskBase, Verdict, user_turn
-from gengap.tasks.dataset.config import DatasetConfig
+from gengap.tasks.dataset.config import ROLE_SPLITS, SPLIT_NAME, DatasetConfig
 from gengap.tasks.dataset.loaders import PART, Table, load_table
 
 WARMUP_MAX = 400  # DC-SFT's cold start: 400 held-out samples
@@ -173,6 +173,7 @@ class DatasetTask(TaskBase):
             ids.append(uid)
         self.ids = ids
         labels = self._labels()
+        self._ood: list[str] = []
         groups: dict[str, list[int]] = defaultdict(list)
         if labels is None:
             if c.ood or c.validation:
@@ -188,7 +189,14 @@ class DatasetTask(TaskBase):
             validation = c.validation or ("validation" if "validation" in present else None)
             if validation:
                 wanted["validation"] = validation
-            wanted.update({e.partition(":")[0]: e.partition(":")[0] for e in c.ood})
+            # Without `ood`, every other split value is an OOD test (its axis: its name).
+            self._ood = list(c.ood) or [v for v in present if v not in wanted.values()]
+            for value in self._ood:
+                if not c.ood and (not SPLIT_NAME.match(value) or value in ROLE_SPLITS):
+                    raise InputError(f"split value {value!r} cannot name an OOD split",
+                                     where=f"{c.path}", hint="name the OOD splits with "
+                                     "-O ood=VALUE:AXIS, or rename the value")
+            wanted.update({e.partition(":")[0]: e.partition(":")[0] for e in self._ood})
             for name, value in wanted.items():
                 if value not in present:
                     option = name if name in ("train", "test", "validation") else "ood"
@@ -215,14 +223,15 @@ class DatasetTask(TaskBase):
             splits.append((Split("warmup", "warmup", len(warmup),
                                  description="held-out slice of train (tiny cold start)"),
                            order(warmup)))
-        splits.append((Split("train", "train", description=f"split value {c.train!r}"),
+        splits.append((Split("train", "train", description=f"split value {c.train!r}"
+                             if labels is not None else "rows not held out"),
                        order([i for i in train if i not in held])))
         if "validation" in groups:
             splits.append((Split("validation", "validation"), order(groups["validation"])))
         splits.append((Split("test", "test", description=f"split value {c.test!r}"
                              if labels is not None else f"{c.holdout:.0%} held out by hash"),
                        order(groups["test"])))
-        for entry in c.ood:
+        for entry in self._ood:
             value, _, axis = entry.partition(":")
             splits.append((Split(value, "ood", axis=axis or value,
                                  description=f"split value {value!r}"), order(groups[value])))
