@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gengap.errors import InputError
 
@@ -14,10 +14,9 @@ SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 ROLE_SPLITS = ("warmup", "train", "validation", "test")
 
 
-def _opt(default: object, help: str, **kw: object) -> object:
-    if isinstance(default, list):
-        return field(default_factory=list, metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+def _opt(default: Any, help: str) -> Any:
+    """A field with a default and its help text (`gengap tasks --task dataset` shows it)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -48,9 +47,9 @@ class DatasetConfig:
     validation: str | None = _opt(None, "split value of validation rows (auto: 'validation' "
                                         "when present)")
     test: str = _opt("test", "split value of the in-distribution test rows")
-    ood: list[str] = _opt([], "OOD splits as value or value:axis, comma-separated (e.g. "
-                              "sketch:style,adversarial:natural); default: every other "
-                              "split value, its axis its name")
+    ood: list[str] = field(default_factory=list, metadata={
+        "help": "OOD splits as value or value:axis, comma-separated (e.g. sketch:style,"
+                "adversarial:natural); default: every other split value, its axis its name"})
     holdout: float = _opt(0.2, "data with no splits at all: share of rows held out as test "
                                "(chosen by a stable hash of the id)")
     warmup_size: int | None = _opt(None, "rows of train held out for the tiny model's cold "

@@ -189,6 +189,11 @@ class DatasetTask(TaskBase):
             validation = c.validation or ("validation" if "validation" in present else None)
             if validation:
                 wanted["validation"] = validation
+            for name, value in wanted.items():
+                if value not in present:
+                    raise InputError(f"no rows with split {value!r} in {c.path}",
+                                     where=f"task option {name}",
+                                     hint=f"split values there are: {', '.join(present)}")
             # Without `ood`, every other split value is an OOD test (its axis: its name).
             self._ood = list(c.ood) or [v for v in present if v not in wanted.values()]
             for value in self._ood:
@@ -196,13 +201,12 @@ class DatasetTask(TaskBase):
                     raise InputError(f"split value {value!r} cannot name an OOD split",
                                      where=f"{c.path}", hint="name the OOD splits with "
                                      "-O ood=VALUE:AXIS, or rename the value")
-            wanted.update({e.partition(":")[0]: e.partition(":")[0] for e in self._ood})
-            for name, value in wanted.items():
+            for value in (e.partition(":")[0] for e in self._ood):
                 if value not in present:
-                    option = name if name in ("train", "test", "validation") else "ood"
                     raise InputError(f"no rows with split {value!r} in {c.path}",
-                                     where=f"task option {option}",
+                                     where="task option ood",
                                      hint=f"split values there are: {', '.join(present)}")
+                wanted[value] = value
             by_value = {v: k for k, v in wanted.items()}
             for i, label in enumerate(labels):
                 if str(label) in by_value:
