@@ -86,8 +86,9 @@ def choice_letter(text: str, letters: str = "ABCDEFGHIJ") -> str | None:
     """The multiple-choice letter a completion gives, or None.
 
     In order: an explicit statement ("answer is (B)", "Answer: B", "option B", the last one
-    wins), ``\\boxed{B}``, a reply that starts with the letter ("B", "(B)", "B) ...", "B."),
-    else the only standalone letter of `letters` in the text (in parentheses, or alone).
+    wins), ``\\boxed{B}``, a reply that starts with the letter ("B", "(B)", "B) ...", "B.";
+    lower case only as "b)" or "b."), else the only standalone letter of `letters` in the
+    text (in parentheses, or alone).
     """
     text = strip_tags(text)
     cls = f"[{re.escape(letters)}{re.escape(letters.lower())}]"
@@ -100,8 +101,11 @@ def choice_letter(text: str, letters: str = "ABCDEFGHIJ") -> str | None:
     if boxed:
         return boxed[-1].upper()
     start = re.match(rf"\s*[\(\[]?\s*([{re.escape(letters)}])\s*(?:[\)\]\.:,]|$|\s)", text)
+    # lower case only with punctuation after it: "b)" is a choice, "a cat" is not
+    start = start or re.match(rf"\s*[\(\[]?([{re.escape(letters.lower())}])(?:[\)\]\.:]|$)",
+                              text)
     if start:
-        return start.group(1)
+        return start.group(1).upper()
     alone = set(re.findall(rf"(?:\(([{re.escape(letters)}])\)|(?<![\w'])([{re.escape(letters)}])"
                            rf"(?![\w']))", text))
     found = {a or b for a, b in alone}
