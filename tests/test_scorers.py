@@ -29,7 +29,8 @@ def test_exact(completion: str, answer: str, correct: bool) -> None:
 
 
 @pytest.mark.parametrize(("completion", "letter"), [
-    ("B", "B"), ("(C)", "C"), ("D) 42", "D"), ("a.", "A"), ("a cat", None), ("The answer is (B).", "B"),
+    ("B", "B"), ("(C)", "C"), ("D) 42", "D"), ("a.", "A"), ("a cat", None),
+    ("The answer is (B).", "B"),
     ("I think the answer: c", "C"), ("Option D is right", "D"), ("<answer>E</answer>", "E"),
     ("<think>maybe A or B</think><answer>B</answer>", "B"), ("$\\boxed{C}$", "C"),
     ("Between (A) and (B)... the answer is A", "A"), ("It is (C) clearly", "C"),
