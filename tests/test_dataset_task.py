@@ -43,8 +43,8 @@ def test_jsonl_splits_sizes_and_samples(tmp_path: Path) -> None:
     assert sizes == {"warmup": ("warmup", 7, None), "train": ("train", 23, None),
                      "test": ("test", 10, None), "far": ("ood", 8, "far")}
     s = t.sample("test", 0)
-    assert s.fields["prompt"].startswith("q") and s.answer.startswith("a")
-    assert t.messages(s) == [{"role": "user", "content": s.fields["prompt"]}]
+    assert s.fields["question"].startswith("q") and s.answer.startswith("a")
+    assert t.messages(s) == [{"role": "user", "content": s.fields["question"]}]
     assert t.modality == "text" and t.images(s) == [] and t.target(s) == s.answer
     assert t.verify(s, f"  {s.answer.upper()}. ").correct
     with pytest.raises(InputError, match="10 samples"):
@@ -69,7 +69,7 @@ def test_parquet_file_and_a_directory_of_split_files(tmp_path: Path) -> None:
     t = task(folder, ood=["sketch:style"], warmup_size=0)
     assert {n: (s.role, s.size, s.axis) for n, s in t.splits.items()} == {
         "train": ("train", 8, None), "test": ("test", 8, None), "sketch": ("ood", 8, "style")}
-    assert t.sample("sketch", 3).fields["prompt"].startswith("sketch ")
+    assert t.sample("sketch", 3).fields["question"].startswith("sketch ")
 
 
 def test_saved_hf_dataset_dict_with_images(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_image_folder_flat_and_with_split_folders(tmp_path: Path) -> None:
     assert flat.splits["test"].description.endswith("held out by hash")
     s = flat.sample("test", 0)
     assert s.id.startswith(s.answer + "/") and s.answer in ("cat", "dog", "fox")
-    assert "one word" in s.fields["prompt"]
+    assert "one word" in s.fields["question"]
     # the warmup slice goes class by class: 24 train rows -> 6 warmup rows, 2 of each class
     warm = [flat.sample("warmup", i).answer for i in range(flat.splits["warmup"].size)]
     assert sorted(warm) == ["cat", "cat", "dog", "dog", "fox", "fox"]
@@ -143,7 +143,7 @@ def test_column_mapping_target_category_and_instruction(tmp_path: Path) -> None:
              warmup_size=2)
     s = t.sample("test", 0)
     assert s.id in {"u8", "u9", "u10", "u11"}
-    assert s.fields["prompt"].endswith("\nAnswer briefly.")
+    assert s.fields["question"].endswith("\nAnswer briefly.")
     assert t.target(s) == data[int(s.id[1:])]["why"]
     assert t.categories(s) == {"category": data[int(s.id[1:])]["kind"]}
     assert t.report_by == ("category",)

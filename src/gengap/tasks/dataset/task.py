@@ -339,7 +339,7 @@ class DatasetTask(TaskBase):
         text = prompt if prompt is not None else self.config.default_prompt
         if self.config.instruction:
             text = f"{text}\n{self.config.instruction}"
-        fields: dict[str, Any] = {"prompt": text, "n_images": len(self._image_cells(i)),
+        fields: dict[str, Any] = {"question": text, "n_images": len(self._image_cells(i)),
                                   "source": self.table.where[i]}
         if self.columns["target"] is not None:
             fields["target"] = self._target(i)
@@ -348,7 +348,7 @@ class DatasetTask(TaskBase):
         return Sample(self.ids[i], self.name, split, index, fields, self._answer(i))
 
     def messages(self, sample: Sample) -> list[Message]:
-        return [user_turn(sample.fields["prompt"], n_images=sample.fields["n_images"])]
+        return [user_turn(sample.fields["question"], n_images=sample.fields["n_images"])]
 
     def images(self, sample: Sample) -> list[Image.Image]:
         i = self._index(sample.split, sample.index)
