@@ -277,8 +277,9 @@ class DatasetTask(TaskBase):
     def modality(self) -> str:
         return "image" if self.columns["image"] is not None else "text"
 
-    @property
-    def max_new_tokens(self) -> int:
+    @cached_property
+    def max_new_tokens(self) -> int:  # type: ignore[override]
+        """`max_new_tokens`, else twice the longest target in characters (32..1024)."""
         if self.config.max_new_tokens is not None:
             return self.config.max_new_tokens
         longest = max(len(self._target(i)) for i in range(len(self.table.rows)))
