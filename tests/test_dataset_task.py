@@ -186,9 +186,10 @@ def test_coldstart_recipe_scales_and_characters_are_covered(tmp_path: Path) -> N
     assert [p.steps for p in recipe.phases] == [20, 5] and recipe.data == t.data_fingerprint()
     assert {"Ü", "ç", "✓"} <= set(task_characters(t, 0))
     # a character only the last of 300 train rows uses is covered too
-    many = [{"prompt": f"p{i}", "answer": "Ж" if i == 299 else "x", "split": "train"}
+    many = [{"prompt": f"p{i}" + ("Ж" if i == 299 else ""), "answer": "x", "split": "train"}
             for i in range(300)] + [{"prompt": "t", "answer": "x", "split": "test"}]
-    assert "Ж" in task_characters(task(write_jsonl(tmp_path / "many.jsonl", many)), 0)
+    big = task(write_jsonl(tmp_path / "many.jsonl", many), warmup_size=0, shuffle=False)
+    assert "Ж" in task_characters(big, 0)
 
 
 # -- errors ------------------------------------------------------------------------------------
