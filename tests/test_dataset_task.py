@@ -218,6 +218,12 @@ def test_clear_errors(tmp_path: Path) -> None:
         task(write_jsonl(tmp_path / "na.jsonl", [{"prompt": "p", "answer": "a"}, {"prompt": "q"}]))
     with pytest.raises(InputError, match="is not a choice letter"):
         task(good, scorer="choice")
+    with pytest.raises(InputError, match="is not a box"):
+        task(good, scorer="iou")
+    boxes = [{"prompt": "where?", "answer": [1, 2, 30, 40], "split": s}
+             for s in ["train"] * 4 + ["test"] * 2]
+    located = task(write_jsonl(tmp_path / "boxes.jsonl", boxes), scorer="iou")
+    assert located.verify(located.sample("test", 0), "[1, 2, 30, 41]").metrics["iou"] > 0.9
     with pytest.raises(InputError, match="needs a pattern"):
         task(good, scorer="regex")
     (tmp_path / "empty.jsonl").write_text("\n")

@@ -119,6 +119,7 @@ def test_users_own_scorer(tmp_path: Path) -> None:
         "    return {'reward': 2.0, 'correct': True, 'metrics': {'len': len(completion)}}\n"
         "def verdict(completion, answer):\n    return Verdict(0.5, False, 'meh')\n"
         "def broken(completion, answer):\n    return 'yes'\n"
+        "def raises(completion, answer):\n    return 1 / 0\n"
         "NOT_A_FUNCTION = 3\n")
     assert get_scorer(f"{path}:contains")("it is 42!", "42").correct
     assert get_scorer(f"{path}:partial")("abcd", "abcd").correct
@@ -128,6 +129,8 @@ def test_users_own_scorer(tmp_path: Path) -> None:
     assert get_scorer(f"{path}:verdict")("", "") == Verdict(0.5, False, "meh")
     with pytest.raises(InputError, match="returned a str"):
         get_scorer(f"{path}:broken")("", "")
+    with pytest.raises(InputError, match="raised ZeroDivisionError"):
+        get_scorer(f"{path}:raises")("", "")
     with pytest.raises(InputError, match="not callable"):
         get_scorer(f"{path}:NOT_A_FUNCTION")
     with pytest.raises(InputError, match="cannot import"):

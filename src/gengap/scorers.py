@@ -339,7 +339,12 @@ def make_user(spec: str) -> Scorer:
                                                            "answer)")
 
     def user(completion: str, answer: str) -> Verdict:
-        return _as_verdict(fn(completion, answer), spec)
+        try:
+            value = fn(completion, answer)
+        except Exception as exc:  # the user's code: say whose bug it is
+            raise InputError(f"scorer {spec!r} raised {type(exc).__name__}: {exc}",
+                             hint="fix the scorer function (it must judge any string)") from None
+        return _as_verdict(value, spec)
 
     return user
 

@@ -94,9 +94,9 @@ def detect_format(path: Path) -> str:
 def load_table(path: str | Path, fmt: str = "auto", *, train_part: str = "train") -> Table:
     """Load `path` in format `fmt` ("auto": `detect_format`)."""
     path = Path(path)
-    kind = detect_format(path) if fmt == "auto" else fmt
-    if not path.exists():
-        detect_format(path)  # the same missing-path message
+    if fmt == "auto" or not path.exists():
+        detected = detect_format(path)  # also the message for a missing path
+    kind = detected if fmt == "auto" else fmt
     loader = {"jsonl": _jsonl, "parquet": _parquet, "hf": _hf, "imagefolder": _imagefolder}
     if kind not in loader:
         raise InputError(f"unknown format {kind!r}", hint=f"one of {', '.join(FORMATS)}")

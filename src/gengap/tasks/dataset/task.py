@@ -89,6 +89,18 @@ class DatasetTask(TaskBase):
                                  letters=c.letters or self._letters(),
                                  math_timeout=c.math_timeout)
         self.report_by = ("category",) if c.category_column else ()
+        if c.scorer == "iou":
+            self._check_boxes()
+
+    def _check_boxes(self) -> None:
+        """The iou scorer: every answer is a box ``[x1, y1, x2, y2]`` with x2 > x1, y2 > y1."""
+        from gengap.boxes import is_valid, parse_box
+
+        for i, where in enumerate(self.table.where):
+            box = parse_box(self._answer(i))
+            if box is None or not is_valid(box):
+                raise InputError(f"answer {self._answer(i)[:60]!r} is not a box", where=where,
+                                 hint="the iou scorer needs answers [x1, y1, x2, y2]")
 
     # -- columns ---------------------------------------------------------------------------
     def _map_columns(self) -> dict[str, str | None]:
