@@ -54,6 +54,19 @@ def test_jsonl_splits_sizes_and_samples(tmp_path: Path) -> None:
     assert len(ids) == len(set(ids)) == 48
 
 
+def test_warmup_ood_rows_leave_the_ood_split(tmp_path: Path) -> None:
+    plain = task(write_jsonl(tmp_path / "d.jsonl", rows()))
+    t = task(tmp_path / "d.jsonl", warmup_ood=3)
+    assert t.splits["far"].size == 5 and t.splits["warmup"].size == 7 + 3
+    warm = {t.sample("warmup", i).id for i in range(10)}
+    far = {t.sample("far", i).id for i in range(5)}
+    assert not warm & far
+    assert far | (warm - {plain.sample("warmup", i).id for i in range(7)}) == {
+        plain.sample("far", i).id for i in range(8)}
+    with pytest.raises(InputError, match="leaves OOD split 'far' empty"):
+        task(tmp_path / "d.jsonl", warmup_ood=8)
+
+
 def test_parquet_file_and_a_directory_of_split_files(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -54,6 +54,9 @@ class DatasetConfig:
                                "(chosen by a stable hash of the id)")
     warmup_size: int | None = _opt(None, "rows of train held out for the tiny model's cold "
                                          "start (auto: min(400, train/4); 0: none)")
+    warmup_ood: int = _opt(0, "rows of each OOD split moved into the warmup slice, so the "
+                              "tiny model's prior covers the OOD shape as a pretrained "
+                              "model's does (they are never tested)")
     shuffle: bool = _opt(True, "order each split by a stable hash of its ids, so the first n "
                                "samples are a fair subset (false: data order)")
     # -- prompts and images --
@@ -110,6 +113,9 @@ class DatasetConfig:
         if self.warmup_size is not None and self.warmup_size < 0:
             raise InputError(f"warmup_size must be >= 0, got {self.warmup_size}",
                              where="task option warmup_size")
+        if self.warmup_ood < 0:
+            raise InputError(f"warmup_ood must be >= 0, got {self.warmup_ood}",
+                             where="task option warmup_ood")
         if self.image_size is not None and not 8 <= self.image_size <= 4096:
             raise InputError(f"image_size must be between 8 and 4096 px, got {self.image_size}",
                              where="task option image_size")

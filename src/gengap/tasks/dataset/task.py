@@ -233,6 +233,16 @@ class DatasetTask(TaskBase):
                              f"(train has {len(train)})", where="task option warmup_size",
                              hint=f"pass warmup_size < {len(train)}, or 0 for no warmup split")
         warmup = self._warmup_rows(train, warmup_n)
+        for entry in self._ood if c.warmup_ood else ():  # OOD rows the prior covers, untested
+            value = entry.partition(":")[0]
+            if c.warmup_ood >= len(groups[value]):
+                raise InputError(f"warmup_ood {c.warmup_ood} leaves OOD split {value!r} empty "
+                                 f"(it has {len(groups[value])} rows)",
+                                 where="task option warmup_ood",
+                                 hint=f"pass warmup_ood < {len(groups[value])}")
+            moved = sorted(groups[value], key=lambda i: _hash("warmup/" + ids[i]))
+            warmup += moved[: c.warmup_ood]
+            groups[value] = moved[c.warmup_ood:] if c.shuffle else sorted(moved[c.warmup_ood:])
         held = set(warmup)
         splits: list[tuple[Split, list[int]]] = []
         if warmup:
