@@ -98,12 +98,27 @@ def test_saved_hf_dataset_dict_with_images(tmp_path: Path) -> None:
 
     datasets.DatasetDict({"train": part(12, (200, 0, 0)), "test": part(4, (0, 0, 200))}
                          ).save_to_disk(str(tmp_path / "hf"))
+    files = sorted(p.relative_to(tmp_path) for p in (tmp_path / "hf").rglob("*"))
     t = task(tmp_path / "hf", image_size=12)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "hf").rglob("*")) == files
     assert t.modality == "image" and t.splits["test"].size == 4
     s = t.sample("test", 1)
     assert t.messages(s)[0]["content"][0] == {"type": "image"}
     (picture,) = t.images(s)
     assert max(picture.size) == 12 and picture.getpixel((5, 5))[2] > 150  # the blue test image
+
+
+def test_saved_hf_dataset_class_labels_are_names(tmp_path: Path) -> None:
+    import datasets
+
+    datasets.Dataset.from_dict(
+        {"question": ["q"] * 6, "label": [0, 1, 0, 1, 0, 1], "split": ["train"] * 4 + ["test"] * 2},
+        features=datasets.Features({"question": datasets.Value("string"),
+                                    "label": datasets.ClassLabel(names=["cat", "dog"]),
+                                    "split": datasets.Value("string")}),
+    ).save_to_disk(str(tmp_path / "hf"))
+    t = task(tmp_path / "hf", warmup_size=0)
+    assert {t.sample("train", i).answer for i in range(4)} == {"cat", "dog"}
 
 
 def test_image_folder_flat_and_with_split_folders(tmp_path: Path) -> None:

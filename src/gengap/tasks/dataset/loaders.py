@@ -170,21 +170,23 @@ def _hf(path: Path) -> Table:
     parts = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"": loaded}
     rows, where = [], []
     for name, ds in parts.items():
-        # Images stay encoded ({"bytes", "path"}) until a sample's images are asked for.
-        for column, feature in ds.features.items():
-            if isinstance(feature, datasets.Image):
-                ds = ds.cast_column(column, datasets.Image(decode=False))
-            elif isinstance(getattr(feature, "feature", None), datasets.Image):
-                ds = ds.cast_column(column, datasets.List(datasets.Image(decode=False)))
-        for column, feature in ds.features.items():  # class labels as their names
-            if isinstance(feature, datasets.ClassLabel):
-                ds = ds.cast_column(column, datasets.Value("string"))
-        for i, row in enumerate(ds):
+        # The Arrow table as stored: images stay encoded ({"bytes", "path"}) until a sample's
+        # images are asked for, and nothing is written (a `cast_column` would put a cache file
+        # into the user's dataset directory).
+        table = ds.with_format("arrow")[:]
+        labels = {column: feature for column, feature in ds.features.items()
+                  if isinstance(feature, datasets.ClassLabel)}
+        for i, row in enumerate(table.to_pylist()):
+            for column, feature in labels.items():  # class labels as their names
+                if isinstance(row.get(column), int) and row[column] >= 0:
+                    row[column] = feature.int2str(row[column])
             if name:
                 row[PART] = name
             rows.append(row)
             where.append(f"{path}{'/' + name if name else ''}#row {i}")
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+    # `cache-*.arrow` files are what `datasets` operations left beside the data, not data.
+    files = sorted(p for p in path.rglob("*") if p.is_file()
+                   and not (p.name.startswith("cache-") and p.suffix == ".arrow"))
     return Table("hf", path, _columns(rows), rows, where, files, parts=bool(next(iter(parts))))
 
 
