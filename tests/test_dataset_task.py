@@ -156,6 +156,10 @@ def test_image_paths_in_jsonl_are_relative_to_the_file(tmp_path: Path) -> None:
     assert [p.get("type") for p in t.messages(s)[0]["content"]] == ["image", "image", "text"]
     assert [im.getpixel((0, 0)) for im in t.images(s)] == [(0, 0, 0), (255, 255, 255)]
     assert t.verify(s, "The answer is (B).").correct and not t.verify(s, "A").correct
+    before = t.data_fingerprint()
+    image((9, 9, 9)).save(tmp_path / "img" / "b.png")  # an image the file points at changed
+    assert task(tmp_path / "pairs.jsonl", scorer="choice", warmup_size=0).data_fingerprint() \
+        != before
 
 
 # -- mapping, ids, rows ----------------------------------------------------------------------

@@ -28,6 +28,7 @@ import string
 from collections import defaultdict
 from collections.abc import Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar
 
 from PIL import Image
@@ -312,7 +313,16 @@ class DatasetTask(TaskBase):
 
     @cached_property
     def _fingerprint(self) -> str:
-        return self.table.fingerprint()
+        """The data files' hash, with the image files a JSONL / Parquet file points at."""
+        referenced = {self._image_path(cell) for i in range(len(self.table.rows))
+                      for cell in self._image_cells(i) if isinstance(cell, str)}
+        extra = sorted(p for p in referenced if p.is_file() and p not in set(self.table.files))
+        return Table(self.table.format, self.table.root, [], [], [],
+                     [*self.table.files, *extra]).fingerprint()
+
+    def _image_path(self, cell: str) -> Path:
+        path = Path(cell)
+        return path if path.is_absolute() else self.table.root / path  # relative to the data
 
     @property
     def coldstart_recipe(self) -> dict[str, dict[str, Any]]:  # type: ignore[override]
@@ -377,9 +387,8 @@ class DatasetTask(TaskBase):
         i = self._index(sample.split, sample.index)
         out = []
         for cell in self._image_cells(i):
-            if isinstance(cell, str) and not cell.startswith("/"):
-                cell = str(self.table.root / cell)  # paths are relative to the data
-            image = load_image(cell, where=self.table.where[i])
+            source = self._image_path(cell) if isinstance(cell, str) else cell
+            image = load_image(source, where=self.table.where[i])
             out.append(resize_longest(image, self.config.image_size))
         return out
 
