@@ -287,3 +287,17 @@ def test_cli_errors_exit_2_and_data_export(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     out = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert [r["correct"] for r in out] == [True, False]
+
+
+def test_math_and_regex_scorers_through_the_task(tmp_path: Path) -> None:
+    pytest.importorskip("math_verify")
+    data = [{"problem": f"Half of {2 * i}?", "solution": str(i), "split": s}
+            for i, s in enumerate(["train"] * 4 + ["test"] * 2)]
+    path = write_jsonl(tmp_path / "m.jsonl", data)
+    t = task(path, scorer="math", prompt_column="problem", answer_column="solution")
+    s = t.sample("test", 0)
+    assert t.verify(s, f"<think>easy</think><answer>{s.answer}.0</answer>").correct
+    assert not t.verify(s, "<answer>-1</answer>").correct
+    r = task(path, scorer="regex", pattern=r"= *(\d+)", prompt_column="problem",
+             answer_column="solution")
+    assert r.verify(s, f"x = {s.answer}").correct and not r.verify(s, s.answer).correct
