@@ -8,6 +8,7 @@ of, and mutations of the right answer. A task that needs options to be built get
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,10 +18,10 @@ from hypothesis import strategies as st
 from gengap.tasks import Verdict, build_task, known_tasks
 
 # Options for tasks that cannot be built bare (e.g. a dataset needs its path).
-OPTIONS: dict[str, dict[str, Any]] = {}
-SKIP: dict[str, str] = {
-    "dataset": "needs a data file: fuzzed in its own tests",
+OPTIONS: dict[str, dict[str, Any]] = {
+    "dataset": {"path": str(Path(__file__).parent / "fixtures" / "dataset_tiny.jsonl")},
 }
+SKIP: dict[str, str] = {}
 ALPHABET = "0123456789+-*/()=|,.[]{}\"': abcxyzAJQK\n\t" + "٤４\u200b\u0000"
 FUZZ = settings(max_examples=150, deadline=timedelta(milliseconds=250),
                 suppress_health_check=[HealthCheck.too_slow])

@@ -256,14 +256,15 @@ def warmup_split(task: Any) -> Any:
 def task_characters(task: Any, seed: int, per_split: int = 200) -> tuple[str, ...]:
     """Characters the task's prompts and targets use beyond the tokenizer's printable ASCII.
 
-    Reads the first `per_split` samples of every split (and every sample of the warmup
-    split it trains on is re-checked as rows are built), so data in any script tokenizes.
+    Reads every sample of a finite split (a user's data: a character only its last rows use
+    must tokenize too) and the first `per_split` of a generated one, so data in any script
+    tokenizes.
     """
     from gengap.models.tokenizer import CHARACTERS
 
     seen: set[str] = set()
     for split in task.splits.values():
-        n = per_split if split.size is None else min(per_split, split.size)
+        n = per_split if split.size is None else split.size
         for i in range(n):
             sample = task.sample(split.name, i, seed)
             seen.update(message_text(task.messages(sample)))

@@ -48,7 +48,7 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}", hint="check the path")
-    with path.open(encoding="utf-8", errors="strict") as f:
+    with path.open("rb") as f:
         for number, line in _lines(f, path):
             if not line.strip():
                 continue
@@ -67,15 +67,16 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, obj
 
 
-def _lines(f: IO[str], path: Path) -> Iterator[tuple[int, str]]:
-    number = 0
-    try:
-        for number, line in enumerate(f, start=1):
-            yield number, line
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start} of line {number + 1})",
-                         where=f"{path}:{number + 1}",
-                         hint="save the file as UTF-8 JSON lines") from None
+def _lines(f: IO[bytes], path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) per line, decoded line by line so a bad byte names its own line
+    (a text-mode file decodes in blocks, and its error can point at an earlier line)."""
+    for number, raw in enumerate(f, start=1):
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text (byte {exc.start} of line {number})",
+                             where=f"{path}:{number}",
+                             hint="save the file as UTF-8 JSON lines") from None
 
 
 @contextmanager

@@ -133,7 +133,10 @@ def build_task(
             if key not in options and key not in raw:
                 options[key] = value
     try:
-        config = load_recipe(cls.Config, None, raw, **options)
+        # As `base`, not as keywords: an option may be called like a parameter of
+        # `load_recipe` (the dataset task's `path`). None means unset, as for keywords.
+        config = load_recipe(cls.Config, None, raw, base_label="task options",
+                             base={k: v for k, v in options.items() if v is not None})
     except InputError as exc:
         exc.where = f"task {name!r} option" + (f" ({exc.where})" if exc.where else "")
         if exc.hint is None or exc.hint.startswith("fix that value ("):
