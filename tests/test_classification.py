@@ -284,7 +284,7 @@ def test_qwen2_5_vl_runs_eval_difficulty_sft_and_grpo(tmp_path: Path) -> None:
     ckpt = save_family("qwen2_5_vl", tmp_path / "qwen25vl")
 
     result = run("eval", "--model", ckpt, "--task", "classification", *OPTS, "--splits",
-                 "test,ood-a", "--n", 4, "--out", tmp_path / "eval", "--max-new-tokens", 6)
+                 "test,ood-a", "--n", 4, "--out", tmp_path / "eval")
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "eval" / "results.json").read_text())["results"]
     assert "accuracy_seen" in results["test"] and "accuracy_unseen" not in results["test"]
