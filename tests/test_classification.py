@@ -174,8 +174,8 @@ def test_hf_datasets_with_classlabel_names(tmp_path: Path) -> None:
     again = task.sample_from_row(json.loads(json.dumps(task.row(sample))))
     assert np.array_equal(np.asarray(task.images(again)[0]), np.asarray(task.images(sample)[0]))
     with pytest.raises(InputError, match="no column 'lbl'"):
-        build_task("classification", {"source": "hf", "train": train, "test": test,
-                                      "label_column": "lbl"}).splits
+        _ = build_task("classification", {"source": "hf", "train": train, "test": test,
+                                          "label_column": "lbl"}).splits
 
 
 # -- the rendered set --------------------------------------------------------------------------
@@ -311,3 +311,25 @@ def test_qwen2_5_vl_runs_eval_difficulty_sft_and_grpo(tmp_path: Path) -> None:
                  "num_generations=2", "max_completion_length=6", "n_prompts=4")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "grpo" / "budget.json").read_text())["steps_done"] == 1
+
+
+def test_the_report_shows_the_tasks_metrics_per_split(tmp_path: Path) -> None:
+    """Seen / unseen OOD accuracy reach report.md through the generic task-metrics table."""
+    from gengap.report.collect import Run, Study, TestEval
+    from gengap.report.markdown import metric_tables
+    from gengap.tasks.classification import ClassificationTask
+
+    def arm(name: str, seen: float, unseen: float | None) -> Run:
+        result = {"success": 0.5, "accuracy_seen": seen}
+        if unseen is not None:
+            result["accuracy_unseen"] = unseen
+        return Run(name, 0, 0, [], None, [], [], selection={"best_step": 10},
+                   tests={10: TestEval(10, {"ood-r": result}, {})})
+
+    plan = {"eval_splits": ["test", "ood-r"],
+            "task": {"metric_docs": ClassificationTask.metric_docs}}
+    study = Study(tmp_path, {}, plan, runs={"grpo": [arm("grpo", 0.8, 0.1)],
+                                             "sft-all": [arm("sft-all", 0.6, None)]})
+    text = "\n".join(metric_tables(study))
+    assert "### ood-r" in text and "### test" not in text
+    assert "| grpo | 80.0 | 10.0 |" in text and "| sft-all | 60.0 | — |" in text
