@@ -135,6 +135,35 @@ def results_tables(study: Study) -> list[str]:
     return lines
 
 
+def metric_tables(study: Study, which: str = "best") -> list[str]:
+    """The task's own verdict metrics (`Task.metric_docs`, e.g. OOD accuracy on seen and on
+    unseen classes) per split and arm at the `which` checkpoint: mean over runs."""
+    docs = study.plan.get("task", {}).get("metric_docs", {})
+    lines: list[str] = []
+    for split in study.splits:
+        table: dict[str, dict[str, list[float]]] = {}
+        for arm in study.arms():
+            for run in study.runs.get(arm, []):
+                test = run.test(which) or (run.test("last") if arm == "init" else None)
+                result = (test.results.get(split) if test else None) or {}
+                for name in docs:
+                    if isinstance(result.get(name), int | float):
+                        table.setdefault(arm, {}).setdefault(name, []).append(result[name])
+        names = [n for n in docs if any(n in row for row in table.values())]
+        if not names:
+            continue
+        lines += [f"### {split}", "", "| arm | " + " | ".join(names) + " |",
+                  "|---|" + "---|" * len(names)]
+        for arm, row in table.items():
+            cells = [f"{100 * statistics.fmean(row[n]):.1f}" if n in row else "—" for n in names]
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if lines:
+        lines = ["## Task metrics", "", "At each arm's " + which + " checkpoint (%), mean over "
+                 "runs: " + "; ".join(f"`{n}`: {d}" for n, d in docs.items()) + ".", ""] + lines
+    return lines
+
+
 def budget_table(study: Study) -> list[str]:
     """What each arm cost and saw: lr picked per start, epochs, FLOPs, CPU and wall seconds."""
     lines = ["| arm | lr per start | steps | epochs | FLOPs | CPU s | wall s | tokens |",
@@ -263,6 +292,7 @@ def write_report(root: str | Path) -> Path:
     lines += ["## Interval widths", ""] + interval_table(parts_by_run)
     lines += image("intervals", "Paired differences and their intervals")
     lines += ["## Success on the test sets", ""] + results_tables(study)
+    lines += metric_tables(study, which)
     skipped = {(c, a): why for c, arms in study.skipped.items() for a, why in arms.items()}
     if skipped:
         lines += ["Arms not trained (their data could not be curated):", ""]

@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "generalpoints": "gengap.tasks.generalpoints:GeneralPointsTask",
     "dataset": "gengap.tasks.dataset:DatasetTask",
     "reasoning-gym": "gengap.tasks.reasoning:ReasoningGymTask",
+    "classification": "gengap.tasks.classification:ClassificationTask",
 }
 ENTRY_POINT_GROUP = "gengap.tasks"
 
