@@ -40,6 +40,7 @@ from gengap.errors import InputError
 from gengap.tasks.grounding.prompts import expression_of
 
 FORMATS = ("auto", "refcoco", "refcoco-parquet", "lmms-parquet", "refl4", "lisa", "vlmr1")
+_SPLIT_NAMES = ("train", "val", "validation", "test", "testA", "testB")
 REFS_FILES = ("refs(unc).p", "refs(umd).p", "refs(google).p", "refs(berkeley).p")
 
 
@@ -110,7 +111,9 @@ def _parquet_rows(path: Path) -> list[dict[str, Any]]:
             table = pq.read_table(file)
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise InputError(f"cannot read parquet: {exc}", where=str(file)) from None
+        # Hub parquet files are named <split>-00000-of-0000N.parquet.
         split = file.name.split("-")[0].split(".")[0]
+        split = split if split in _SPLIT_NAMES else ""
         for row in table.to_pylist():
             row.setdefault("_file_split", split)
             rows.append(row)
@@ -286,7 +289,10 @@ def detect(path: Path) -> str:
     elif path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        names = set(pq.read_schema(path).names)
+        try:
+            names = set(pq.read_schema(path).names)
+        except Exception as exc:  # pyarrow raises several types for damaged files
+            raise InputError(f"cannot read parquet: {exc}", where=str(path)) from None
         if {"caption", "file_name", "bbox"} <= names:
             return "refl4"
         if "question_id" in names:

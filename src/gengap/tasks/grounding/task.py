@@ -100,7 +100,8 @@ class GroundingConfig:
         default=0.35, metadata={"help": "generated: share of attribute-only expressions"})
     data: str | None = field(default=None, metadata={"help": "real ID data (RefCOCO, VLM-R1)"})
     data_format: str = field(default="auto", metadata={"help": f"one of {', '.join(FORMATS)}"})
-    image_root: str | None = field(default=None, metadata={"help": "folder of the images"})
+    image_root: str | None = field(default=None,
+                                   metadata={"help": "folder of the ID data's images"})
     ood_data: dict[str, str] = field(
         default_factory=dict, metadata={"help": "OOD sets: name -> path (Ref-L4, LISA, ...)"})
     warmup_size: int = field(default=400, metadata={"help": "real data: cold-start records"})
@@ -159,6 +160,14 @@ class GroundingTask(TaskBase):
                          "(3.2x, Lu et al.)",
     }
     target_variants = ("answer",)
+    coldstart_recipe: ClassVar[dict[str, dict[str, Any]]] = {"image": {
+        # The tiny tower's 16 px patches on the 64 px grid scenes: one image token per cell.
+        "phases": [
+            {"name": "pretrain", "steps": 1500, "batch_size": 32, "learning_rate": 1e-3,
+             "vision_learning_rate": 3e-4},
+            {"name": "sft", "steps": 300, "batch_size": 32, "learning_rate": 3e-4,
+             "vision_learning_rate": 1e-4},
+        ]}}
 
     def __init__(self, config: GroundingConfig | None = None, **options: Any):
         super().__init__(config, **options)
@@ -227,7 +236,9 @@ class GroundingTask(TaskBase):
         for source, records in by_source.items():
             out.setdefault(names.get(source, f"test-{source}"), []).extend(records)
         for name, path in c.ood_data.items():
-            out[f"ood-{name}"] = load(path, "auto", c.image_root)
+            # Each OOD set finds its images by its own layout (LISA: beside each JSON;
+            # Ref-L4: images/ beside the parquet).
+            out[f"ood-{name}"] = load(path, "auto")
         return {k: v for k, v in out.items() if v}
 
     @property
