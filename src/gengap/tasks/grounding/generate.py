@@ -3,11 +3,11 @@
 Variants (what a split holds):
 
 | variant   | objects | expression                                  | background / style       |
-|-----------|---------|---------------------------------------------|--------------------------|
-| id        | 2-4     | attributes only (35%) or one ID relation    | plain light / filled     |
-| visual    | 2-4     | as id                                       | unseen textures, dark / outline, hatched |
-| long      | 4-6     | two ID relation clauses, both needed        | as id                    |
-| relation  | 2-4     | one clause with an unseen relation word     | as id                    |
+|-----------|---------|---------------------------------------------|----------------------------|
+| id        | 2-4     | attributes only (35%) or one ID relation    | plain light / filled       |
+| visual    | 2-4     | as id                                       | unseen bg / outline, hatch |
+| long      | 4-6     | two ID relation clauses, both needed        | as id                      |
+| relation  | 2-4     | one clause with an unseen relation word     | as id                      |
 
 A relation example places "twins" of the target (same shape and colour) so that the head alone
 is ambiguous and the relation is what picks the target out. Draws are rejection-sampled from

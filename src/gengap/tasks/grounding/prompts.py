@@ -34,8 +34,5 @@ def expression_of(problem: str) -> str:
 
 def answer_text(box: Box, style: str, decimals: int = 0) -> str:
     """The SFT target: ``[x1, y1, x2, y2]`` (paper) or ``[x1,y1,x2,y2]`` (compact)."""
-    if decimals:
-        parts = [f"{v:.{decimals}f}" for v in box]
-    else:
-        parts = [str(round(v)) for v in box]
+    parts = [f"{v:.{decimals}f}" if decimals else str(round(v)) for v in box]
     return "[" + (", " if style == "paper" else ",").join(parts) + "]"

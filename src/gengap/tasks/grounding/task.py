@@ -13,7 +13,7 @@ Generated splits (all unbounded; each reads its own random stream):
 | split             | role       | axis              | holds                                     |
 |-------------------|------------|-------------------|-------------------------------------------|
 | warmup            | warmup     |                   | 55% id, 15% each OOD variant (the prior)  |
-| train, validation | train, val |                   | id: attributes or one of left/right/above/below |
+| train, validation | train, val |                   | id: attributes, or left of / above / ...  |
 | test              | test       |                   | id                                        |
 | test-ood-visual   | ood        | visual            | unseen backgrounds and shape styles       |
 | test-ood-long     | ood        | expression-length | two relation clauses, both needed         |
@@ -163,11 +163,12 @@ class GroundingTask(TaskBase):
     coldstart_recipe: ClassVar[dict[str, dict[str, Any]]] = {"image": {
         # The tiny tower's 16 px patches on the 64 px grid scenes: one image token per cell.
         "phases": [
-            {"name": "pretrain", "steps": 1500, "batch_size": 32, "learning_rate": 1e-3,
+            {"name": "pretrain", "steps": 600, "batch_size": 32, "learning_rate": 1e-3,
              "vision_learning_rate": 3e-4},
-            {"name": "sft", "steps": 300, "batch_size": 32, "learning_rate": 3e-4,
+            {"name": "sft", "steps": 120, "batch_size": 32, "learning_rate": 3e-4,
              "vision_learning_rate": 1e-4},
-        ]}}
+        ],
+        "eval_n": 100, "eval_k": 4}}
 
     def __init__(self, config: GroundingConfig | None = None, **options: Any):
         super().__init__(config, **options)
