@@ -2,7 +2,7 @@
 
 Variants (what a split holds):
 
-| variant   | objects | expression                                  | background / style       |
+| variant   | objects | expression                                  | background / style         |
 |-----------|---------|---------------------------------------------|----------------------------|
 | id        | 2-4     | attributes only (35%) or one ID relation    | plain light / filled       |
 | visual    | 2-4     | as id                                       | unseen bg / outline, hatch |
