@@ -61,6 +61,7 @@ def test_qwen2_5_vl_eval_and_difficulty(checkpoint: Path, tmp_path: Path) -> Non
         r = results["results"][split]
         assert r["n"] == 2 and {"iou", "acc@0.5", "acc@0.75", "acc@0.9"} <= set(r)
     assert results["model"]["architecture"] == "Qwen2_5_VLForConditionalGeneration"
+    assert results["task_identity"]["frame"].startswith("qwen: ")
     rows = [json.loads(x) for x in (tmp_path / "eval" / "samples.jsonl").read_text().split("\n")
             if x]
     assert rows[0]["verdicts"][0]["info"]["frame"] == "qwen"
