@@ -90,3 +90,27 @@ def test_qwen_size_matches_the_processor() -> None:
             _, h, w = processor(images=[image], return_tensors="np")["image_grid_thw"][0]
             patch = processor.patch_size
             assert processor_size(processor, width, height) == (w * patch, h * patch)
+
+
+@pytest.mark.parametrize("size", [(640, 480), (500, 375), (1920, 1080)])
+def test_norm1000_to_the_processor_frame_and_back(size) -> None:
+    """A [0, 1000] answer (Qwen2-VL style) read in Qwen2.5-VL's resized pixels, and back."""
+    width, height = size
+    resized = qwen_vl_size(width, height)
+    norm = Frame("norm1000", width, height)
+    model = Frame("pixel", *resized)
+    box = (100.0, 250.0, 600.0, 999.0)
+    there = convert(box, norm, model)
+    assert there == pytest.approx((0.1 * resized[0], 0.25 * resized[1], 0.6 * resized[0],
+                                   0.999 * resized[1]))
+    assert convert(there, model, norm) == pytest.approx(box)
+
+
+def test_iou_is_scale_free_but_one_pixel_overlaps_still_count() -> None:
+    """IoU does not depend on the frame a box pair is scored in (up to rounding), and an
+    overlap of exactly one pixel column is a small positive IoU, not 0."""
+    a, b = (10.0, 10.0, 50.0, 30.0), (30.0, 12.0, 70.0, 40.0)
+    src, dst = Frame("pixel", 640, 480), Frame("pixel", 644, 476)
+    assert iou(convert(a, src, dst), convert(b, src, dst)) == pytest.approx(iou(a, b))
+    assert iou((0, 0, 10, 10), (9, 0, 19, 10)) == pytest.approx(10 / 190)
+    assert hit(iou((0, 0, 10, 10), (0, 0, 10, 20)))  # exactly 0.5: a hit unless strict

@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "dataset": "gengap.tasks.dataset:DatasetTask",
     "reasoning-gym": "gengap.tasks.reasoning:ReasoningGymTask",
     "classification": "gengap.tasks.classification:ClassificationTask",
+    "grounding": "gengap.tasks.grounding:GroundingTask",
 }
 ENTRY_POINT_GROUP = "gengap.tasks"
 
