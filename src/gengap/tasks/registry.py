@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "generalpoints": "gengap.tasks.generalpoints:GeneralPointsTask",
     "dataset": "gengap.tasks.dataset:DatasetTask",
     "reasoning-gym": "gengap.tasks.reasoning:ReasoningGymTask",
+    "navigation": "gengap.tasks.navigation:NavigationTask",
 }
 ENTRY_POINT_GROUP = "gengap.tasks"
 
