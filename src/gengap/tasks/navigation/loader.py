@@ -162,7 +162,7 @@ def street_views(panorama: Image.Image, heading: float, north_rotation: float,
     top, bottom = int(height * 0.25), int(height * 0.75)
     for i, offset in enumerate((0, 90, 180, 270)):
         centre = normalize_heading(heading + offset - north_rotation) / 360.0 * width
-        left = int(round(centre - width / 8)) % width
+        left = round(centre - width / 8) % width
         view = doubled.crop((left, top, left + width // 4, bottom)).resize((size, size))
         canvas.paste(view, ((i % 2) * (size + LINE), (i // 2) * (size + LINE)))
     return canvas

@@ -50,7 +50,7 @@ Then, you need to provide the action to be taken based on the current observatio
   "current instruction": analyze the full instruction and identify the sentence to be executed,
   "action": the action to be taken chosen from the action space,
 }}
-"""  # noqa: W291 (the study's template, trailing space included)
+"""  # noqa: E501, W291 (the study's template, trailing space included)
 
 _IMAGE = """
 [Task Description]

@@ -218,7 +218,8 @@ def _street(draw: ImageDraw.ImageDraw, r: int, horizon: float, style: Style,
             ha = rng.uniform(*style.height) * horizon * (1 - a)
             hb = ha * (1 - b) / (1 - a)
             colour = rng.choice(style.buildings)
-            base_a, base_b = horizon + (r - horizon) * (1 - a) * 0.75, horizon + (r - horizon) * (1 - b) * 0.75
+            base_a = horizon + (r - horizon) * (1 - a) * 0.75
+            base_b = horizon + (r - horizon) * (1 - b) * 0.75
             draw.polygon([(xa, horizon - ha), (xb, horizon - hb), (xb, base_b), (xa, base_a)],
                          fill=colour)
             draw.polygon([(xa, base_a), (xb, base_b), (eb, horizon + (r - horizon) * (1 - b)),

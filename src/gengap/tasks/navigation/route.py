@@ -53,7 +53,7 @@ SIDES = ("front", "right front", "right", "right behind", "behind", "left behind
 def side_word(heading: float, bearing: float) -> str:
     """Where something at `bearing` is for someone facing `heading` (8 sectors)."""
     r = heading_change(heading, bearing)  # (-180, 180]
-    return SIDES[int(round(normalize_heading(r) / 45.0)) % 8]
+    return SIDES[round(normalize_heading(r) / 45.0) % 8]
 
 
 # -- milestone strings --------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def parse_heading(text: str, *, where: str | None = None) -> tuple[int, str]:
     try:
         degrees, rest = text.split("(", 1)
         word = rest.split(")", 1)[0].strip()
-        value = int(round(float(degrees.strip())))
+        value = round(float(degrees.strip()))
     except (ValueError, AttributeError):
         raise InputError(f"bad heading {text!r}", where=where,
                          hint="headings look like '177 (south)'") from None
@@ -187,12 +187,14 @@ def build_rail(record: Mapping[str, Any], *, straight_line_length: int = 2,
             sentence += 1
         stop = absolute[idx] == STOP
         if stop:
-            sentence -= 1  # stop() shares the last "Move forward" sentence
+            # stop() shares the last "Move forward" sentence (the study steps back one, which
+            # lands on the last turn's sentence when the final leg is shorter than 5 m).
+            sentence = len(sentences) - 1
         rail.append({
             "geocode": list(geo), "heading": heading_at[idx], "absolute": absolute[idx],
             "relative": relative[idx],
             "landmark": NOTHING_NEARBY if idx == 0 else marks[idx - 1],
-            "intersection": 0 < idx and not stop, "instruction": sentence,
+            "intersection": idx > 0 and not stop, "instruction": sentence,
             "milestone": idx - 1})
         sentence += 1
         prev_geo = geo

@@ -60,8 +60,8 @@ _POINT_KEYS = ("geocode", "heading", "absolute", "relative", "landmark", "inters
 # The tiny model's cold start (measured numbers in the README section of the task's note).
 COLDSTART: dict[str, dict[str, Any]] = {
     "text": {"phases": [
-        {"name": "pretrain", "steps": 500, "batch_size": 32, "learning_rate": 2e-3},
-        {"name": "sft", "steps": 100, "batch_size": 32, "learning_rate": 3e-4},
+        {"name": "pretrain", "steps": 300, "batch_size": 32, "learning_rate": 2e-3},
+        {"name": "sft", "steps": 60, "batch_size": 32, "learning_rate": 3e-4},
     ], "eval_n": 48, "eval_k": 2},
     "image": {"init_decoder_from_text": True,
               "model": {"vision_image_size": 128, "vision_patch_size": 16},
