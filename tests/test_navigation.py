@@ -131,9 +131,11 @@ def _record(init: int = 350) -> dict:
                                                                 [2 * d, d]]},
         "dest_place": {"name": "Luna Pizza", "geocode": [2 * d, d]},
         "milestone_info": format_milestones([
-            {"landmarks": "CVS is on your right front", "to_next_intersection_heading": "10 (north)"},
+            {"landmarks": "CVS is on your right front",
+             "to_next_intersection_heading": "10 (north)"},
             {"to_next_intersection_heading": "100 (east)"},
-            {"landmarks": "Tea House is on your left", "to_next_intersection_heading": "10 (north)"},
+            {"landmarks": "Tea House is on your left",
+             "to_next_intersection_heading": "10 (north)"},
             {"landmarks": "The destination Luna Pizza is on your right",
              "to_next_intersection_heading": "280 (west)"}]),
     }
