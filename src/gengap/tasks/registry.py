@@ -31,6 +31,7 @@ BUILTIN: dict[str, str] = {
     "reasoning-gym": "gengap.tasks.reasoning:ReasoningGymTask",
     "classification": "gengap.tasks.classification:ClassificationTask",
     "grounding": "gengap.tasks.grounding:GroundingTask",
+    "navigation": "gengap.tasks.navigation:NavigationTask",
 }
 ENTRY_POINT_GROUP = "gengap.tasks"
 
