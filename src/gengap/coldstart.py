@@ -289,6 +289,7 @@ def _run(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:
     write_json(out / RECIPE_FILE, {"key": key, "format": COLDSTART_FORMAT, **asdict(recipe)})
     first_index = 0
     phase_log = []
+    tokens_trained = 0  # D_init of every run that starts here (text phases: exact)
     for phase in recipe.phases:
         t0 = time.perf_counter()
         rows = phase.steps * phase.batch_size
@@ -297,6 +298,8 @@ def _run(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:
                                  split=split.name)
         # Every phase sees samples no earlier phase saw (a finite warmup split cycles).
         first_index += rows
+        if "input_ids" in dataset.column_names:
+            tokens_trained += sum(len(ids) for ids in dataset["input_ids"])
         loss = _train_phase(model, processor, dataset, phase, recipe.seed, out / "trainer")
         phase_log.append({"name": phase.name, "rows": rows, "seconds": time.perf_counter() - t0,
                           "final_loss": loss})
@@ -322,6 +325,11 @@ def _run(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:
         "extra_characters": "".join(extra),
         "quality": quality,
     })
+    if recipe.modality == "text":  # image rows are tokenized by TRL's collator: not counted
+        from gengap.cost import study_flops, write_compute
+
+        write_compute(out, study_flops(count_parameters(model), trained_tokens=tokens_trained),
+                      kind="coldstart")
     write_json(out / METADATA_FILE, meta)
 
 

@@ -76,6 +76,13 @@ class StudyConfig:
     hard_ratios: list[float] = field(default_factory=lambda: [0.05, 0.15, 0.30])
     steps: int = 60
     batch_size: int = 16
+    # How arms are matched: in optimizer steps (each arm trains `steps`), or in the study's
+    # FLOPs ("SFT Memorizes, RL Generalizes": 6N(D_init + D) [+ 2N*D_buffer for RL]): the
+    # `match_arm` (default: the first arm) trains `steps` steps and every other arm of the
+    # start trains until it has spent as many FLOPs (at most `match_max_factor` x `steps`).
+    match: Literal["steps", "flops"] = "steps"
+    match_arm: str | None = None
+    match_max_factor: float = 10.0
     eval_every: int = 20  # curve points and checkpoints (each a candidate for the best one)
     eval_n: int = 200  # curve evaluation per split (a smaller finite split is evaluated whole)
     eval_splits: list[str] | None = None  # None: every test and OOD split of the task
@@ -119,6 +126,11 @@ class StudyConfig:
                     "sweep_ood_n", "eval_every"):
             if getattr(self, key) < 1:
                 raise InputError(f"{key!r} must be >= 1, got {getattr(self, key)}")
+        if self.match_arm is not None and self.match_arm not in self.arms:
+            raise InputError(f"'match_arm' {self.match_arm!r} is not one of the arms",
+                             hint=f"arms: {', '.join(self.arms)}")
+        if self.match_max_factor < 1:
+            raise InputError(f"'match_max_factor' must be >= 1, got {self.match_max_factor}")
         if self.lr_extend < 0:
             raise InputError(f"'lr_extend' must be >= 0, got {self.lr_extend}")
 
@@ -216,7 +228,8 @@ class Study:
             "start_kind": "cold start of the tiny model (its seed)" if c.model == "tiny"
             else f"{c.model} (the start seed seeds its difficulty pass and curation)",
             "budget": {"steps": c.steps, "batch_size": c.batch_size,
-                       "eval_every": c.eval_every},
+                       "eval_every": c.eval_every, "match": c.match,
+                       "match_arm": self.match_arm if c.match == "flops" else None},
             "evaluation": {"curve_n": c.eval_n, "test_n": c.test_n, "val_n": c.sweep_val_n,
                            "decoding": "greedy, 1 attempt"},
             "verdict": {"checkpoint": c.verdict_checkpoint, "alpha": c.alpha,
@@ -406,20 +419,41 @@ class Study:
         })
         return result["picked"]
 
+    @property
+    def match_arm(self) -> str | None:
+        """The arm whose FLOPs at `steps` every other arm is matched to (match: flops)."""
+        if self.config.match != "flops":
+            return None
+        return self.config.match_arm or next(iter(self.arms))
+
+    def flops_target(self, start: int, seed: int) -> float | None:
+        """GFLOPs the arms of (start, seed) train to: the match arm's at its last step."""
+        from gengap.cost import read_compute
+        from gengap.train.common import FINAL_DIR
+
+        record = read_compute(self.run_dir(start, self.match_arm, seed) / FINAL_DIR)
+        if record is None:
+            raise InputError(f"match: flops needs the finished {self.match_arm!r} run first",
+                             where=str(self.run_dir(start, self.match_arm, seed)))
+        return record["study_flops"]["gflops"]
+
     def train(self, start: int, arm: str, model: Path, data: Path | None, seed: int,
               lr: float) -> None:
         """Train one arm on one start with one seed, then pick and test its checkpoints."""
+        from gengap.train import TRAINERS
         from gengap.train.common import FINAL_DIR
-        from gengap.train.grpo import train_grpo
-        from gengap.train.sft import train_sft
 
         out = self.run_dir(start, arm, seed)
         recipe = dataclasses.replace(self._recipe(start, arm, model, data, seed, out),
                                      learning_rate=lr)
-        (train_grpo if self.arms[arm]["kind"] == "grpo" else train_sft)(recipe)
+        if self.match_arm is not None and arm != self.match_arm:
+            recipe = dataclasses.replace(
+                recipe, max_gflops=self.flops_target(start, seed),
+                steps=max(recipe.steps, round(recipe.steps * self.config.match_max_factor)))
+        result = TRAINERS[self.arms[arm]["kind"]](recipe)
         checkpoints = {int(p.name.split("-")[1]): p for p in out.glob("checkpoint-*")
                        if p.name.split("-")[1].isdigit()}
-        checkpoints[self.config.steps] = out / FINAL_DIR
+        checkpoints[int(result.budget.get("steps_done") or recipe.steps)] = out / FINAL_DIR
         self._select(out, recipe, checkpoints)
 
     def _select(self, out: Path, recipe: Any, checkpoints: dict[int, Path],
@@ -474,6 +508,8 @@ class Study:
             lrs[arm] = self._stage(f"{tag}: lr sweep {arm}", self.sweep, start, arm, model,
                                    files.get(arm))
             self.log(f"   {arm}: lr {lrs[arm]:g}")
+        if self.match_arm in arms:  # the compute every other arm is matched to comes first
+            arms = [self.match_arm, *(a for a in arms if a != self.match_arm)]
         for arm in arms:
             lr = lrs.get(arm) or lrs[self.arms[arm]["lr_from"]]
             for seed in self.design[start]:

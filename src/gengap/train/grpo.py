@@ -18,25 +18,19 @@ from typing import Any, Literal
 from gengap import cost
 from gengap.errors import InputError
 from gengap.io import write_json
-from gengap.train.callbacks import (
-    BudgetCallback,
-    CurveCallback,
-    DivergenceGuard,
-    EvalFn,
-    task_eval_fn,
-)
+from gengap.train.callbacks import EvalFn, task_eval_fn
 from gengap.train.common import (
     TrainRecipe,
     TrainResult,
+    compute_callbacks,
     count_parameters,
+    finish,
     finished_result,
     load_for_training,
     lora_config,
     prepare_run_dir,
-    read_curve,
     resolve_task,
     run_dir,
-    save_final,
     trainer_arguments,
 )
 
@@ -100,17 +94,31 @@ def prompt_rows(task: Any, samples: Sequence[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def make_reward(task: Any, samples: Sequence[Any], mode: str = "shaped") -> Callable[..., list]:
+class TokenCount:
+    """Tokens the policy generated into the rollout buffer (the study's D_buffer)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> int:
+        return self.n
+
+
+def make_reward(task: Any, samples: Sequence[Any], mode: str = "shaped",
+                generated: TokenCount | None = None) -> Callable[..., list]:
     """A TRL reward function: the task's verdict for each completion.
 
     TRL passes the dataset columns as keyword lists (one entry per completion); the sample is
     found by its `INDEX_COLUMN` position in `samples`. `mode`: "shaped" = the verdict's reward
     (the study's table), "binary" = 1.0 if correct else 0.0. Logs `accuracy` (share correct).
+    `generated` counts the completion tokens it judges (D_buffer of single-turn rollouts).
     """
     if mode not in ("shaped", "binary"):
         raise InputError(f"unknown reward {mode!r}", hint="shaped or binary")
 
     def reward(prompts: list, completions: list, **columns: Any) -> list[float]:
+        if generated is not None:
+            generated.n += sum(len(ids) for ids in columns.get("completion_ids") or [])
         rewards, correct = [], []
         for i, completion in enumerate(completions):
             text = completion[-1]["content"] if isinstance(completion, list) else completion
@@ -228,16 +236,13 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
         use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
         log_completions=recipe.log_completions,
     )
+    generated = TokenCount()
     trainer = GRPOTrainer(
-        model=loaded.model, reward_funcs=[make_reward(task, samples, recipe.reward)],
+        model=loaded.model, reward_funcs=[make_reward(task, samples, recipe.reward, generated)],
         args=config, train_dataset=dataset, processing_class=loaded.processor,
         peft_config=lora_config(recipe),
     )
     n_params, trainable = count_parameters(trainer.model)
-    side: list[Any] = []
-    if recipe.steps_between_evals:
-        side.append(CurveCallback(eval_fn or task_eval_fn(recipe), recipe.steps_between_evals,
-                                  out / "curve.jsonl", at_start=recipe.eval_at_start))
     static = {
         "kind": "grpo", "steps": recipe.steps, "prompts_per_step": recipe.batch_size,
         "completions_per_step": recipe.batch_size * recipe.num_generations,
@@ -246,12 +251,11 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
         "parameters": n_params, "trainable_parameters": trainable, "reward": recipe.reward,
         "difficulty_filter": filter_info,
     }
-    budget = BudgetCallback(out / "budget.json", static, grpo_flops(n_params, recipe), side,
-                            resumed=last is not None)
-    for callback in (budget, *side, DivergenceGuard()):  # budget first: its clock starts
-        trainer.add_callback(callback)  # before step-0 evals
+    callbacks = compute_callbacks(recipe, out, static, grpo_flops(n_params, recipe), [],
+                                  eval_fn or task_eval_fn(recipe), last=last,
+                                  start=loaded.path, generated=generated)
+    for callback in callbacks:
+        trainer.add_callback(callback)
 
     trainer.train(resume_from_checkpoint=last)
-    final = save_final(trainer, loaded.processor, out, merge=recipe.merge_adapters,
-                       base=loaded.path)
-    return TrainResult(out, final, budget.last, read_curve(out))
+    return finish(trainer, loaded, recipe, out, callbacks[0])
