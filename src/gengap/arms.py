@@ -1,8 +1,9 @@
 """The arms a study can train, as data.
 
-An arm is a name and a small spec: its kind (sft or grpo), the curated data variant it trains
-on (SFT), whether it filters prompts by the difficulty pass (GRPO), the arm whose learning rate
-it shares (ablations vary the data only), and for the hard-ratio ablation its hard share. The
+An arm is a name and a small spec: its kind (sft, grpo or ppo), the curated data variant it
+trains on (SFT), whether it filters prompts by the difficulty pass (RL), recipe keys it sets
+(`recipe`: multi-turn or online filtering), the arm whose learning rate it shares (ablations
+vary one thing only), and for the hard-ratio ablation its hard share. The
 study writes every arm's spec into ``plan.json``, so the report reads arms from the study
 directory and never imports the study.
 """
@@ -23,7 +24,17 @@ CATALOG: dict[str, dict[str, Any]] = {
     "grpo": {"kind": "grpo", "label": "GRPO"},
     "grpo-filtered": {"kind": "grpo", "filter": "difficulty", "lr_from": "grpo",
                       "label": "GRPO, offline difficulty filter"},
+    # GRPO that drops zero-variance groups as it trains and refills the batch (TRL #3708).
+    "grpo-online": {"kind": "grpo", "recipe": {"online_filter": True}, "lr_from": "grpo",
+                    "label": "GRPO, online difficulty filter"},
+    # Episodes of V attempts with the verifier's feedback between them (multi-turn GRPO).
+    "grpo-mt": {"kind": "grpo", "recipe": {"multi_turn": True}, "lr_from": "grpo",
+                "label": "GRPO, multi-turn (V attempts)"},
+    # PPO with a value head and GAE over an episode's attempts ("SFT Memorizes, RL
+    # Generalizes").
+    "ppo": {"kind": "ppo", "label": "PPO (value head, GAE)"},
 }
+RL_KINDS = ("grpo", "ppo")  # arms that train on the task's prompts with its verifier
 HARD_PREFIX = "sft-em-hard"
 
 

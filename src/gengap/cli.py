@@ -549,6 +549,42 @@ def train_grpo_command(
     _print_train_result(train_grpo(recipe))
 
 
+@train_app.command("ppo")
+@friendly_errors
+def train_ppo_command(
+    overrides: Overrides = None,
+    config: RecipeFile = None,
+    model: Annotated[str | None, typer.Option(help="Start checkpoint, or 'tiny'.")] = None,
+    task: Annotated[str | None, typer.Option(help="Task whose verifier is the reward.")] = None,
+    task_option: TaskOptions = None,
+    split: Annotated[str | None, typer.Option(help="Split the episodes start from.")] = None,
+    steps: Annotated[int | None, typer.Option(help="PPO updates.")] = None,
+    out: Annotated[str | None, typer.Option(help="Run directory.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+    rollout_steps: Annotated[int | None, typer.Option(
+        help="Environment steps per update (the study: 256).")] = None,
+    verify_iters: Annotated[int | None, typer.Option(
+        help="Attempts per episode (default: the task's).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
+    reward: Annotated[str | None, typer.Option(help="shaped (the study's) or binary.")] = None,
+    lora: Annotated[bool | None, typer.Option("--lora/--no-lora", help="LoRA via PEFT.")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N updates.")] = None,
+    device: TrainDevice = None,
+) -> None:
+    """PPO with a value head and GAE, as "SFT Memorizes, RL Generalizes" runs it
+    (configs/train/ppo.yaml; TRL has no PPO since 1.13)."""
+    from gengap.config import load_recipe
+    from gengap.train.ppo import PPORecipe, train_ppo
+
+    recipe = load_recipe(
+        PPORecipe, config, [*_task_words(task_option), *(overrides or [])], model=model,
+        task=task, split=split, steps=steps, out=out, learning_rate=learning_rate,
+        rollout_steps=rollout_steps, verify_iters=verify_iters, seed=seed, reward=reward,
+        lora=lora, eval_every=eval_every, use_cpu=_use_cpu(device),
+    )
+    _print_train_result(train_ppo(recipe))
+
+
 # -- studies ----------------------------------------------------------------------------------
 
 

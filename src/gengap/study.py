@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gengap.arms import CATALOG, arm_specs
+from gengap.arms import CATALOG, RL_KINDS, arm_specs
 from gengap.config import CONFIGS_DIR, load_recipe, read_yaml, recipe_dict
 from gengap.cost import Clock
 from gengap.errors import InputError
@@ -103,6 +103,8 @@ class StudyConfig:
     sweep_ood_n: int = 100  # OOD success per candidate lr: reported, never used to pick
     sft: dict[str, Any] = field(default_factory=dict)  # SFTRecipe overrides
     grpo: dict[str, Any] = field(default_factory=dict)  # GRPORecipe overrides
+    ppo: dict[str, Any] = field(default_factory=dict)  # PPORecipe overrides
+    ppo_lrs: list[float] = field(default_factory=lambda: [1e-5, 3e-5, 1e-4])
 
     def validate(self) -> None:
         if not self.seeds:
@@ -371,14 +373,19 @@ class Study:
             "eval_splits": list(self.eval_splits), "eval_n": self.config.eval_n,
             "eval_verify_iters": 1, "save_only_model": True,
         }
+        from gengap.train.ppo import PPORecipe
+
         spec = self.arms[arm]
-        if spec["kind"] == "grpo":
+        if spec["kind"] in RL_KINDS:
             values = {**common, "split": self.train_split,
                       "n_prompts": self.task.count(self.train_split, self.config.difficulty_n,
                                                    where="difficulty_n"),
-                      **self.config.grpo}
+                      **getattr(self.config, spec["kind"]), **spec.get("recipe", {})}
             if spec.get("filter") == "difficulty":
                 values["filter_by_difficulty"] = str(self.start_dir(start) / "difficulty")
+            if spec["kind"] == "ppo":
+                values.pop("batch_size")  # PPO's buffer is rollout_steps environment steps
+                return PPORecipe(**values)
             return GRPORecipe(**values)
         values = {**common, "data": str(data), **self.config.sft}
         return SFTRecipe(**values)
@@ -392,7 +399,7 @@ class Study:
         summary_path = out / f"{arm}.json"
         if summary_path.exists():
             return json.loads(summary_path.read_text())["picked"]
-        lrs = self.config.grpo_lrs if self.arms[arm]["kind"] == "grpo" else self.config.sft_lrs
+        lrs = getattr(self.config, f"{self.arms[arm]['kind']}_lrs")
         if len(lrs) == 1:
             return lrs[0]
         seed = self.design[start][0]
@@ -498,7 +505,7 @@ class Study:
         self._stage(f"{tag}: init evaluation", self.init_eval, start, model)
         difficulty = self._stage(f"{tag}: difficulty", self.difficulty, start, model)
         files = self._stage(f"{tag}: curate", self.curate, start, difficulty)
-        arms = [a for a, spec in self.arms.items() if spec["kind"] == "grpo" or a in files]
+        arms = [a for a, spec in self.arms.items() if spec["kind"] in RL_KINDS or a in files]
         # Ablation arms share their reference arm's learning rate: an ablation varies the
         # data only (without its reference arm, an ablation arm is swept itself).
         lrs = {}

@@ -20,6 +20,7 @@ from gengap.report.collect import Study
 ARM_COLOURS = {
     "init": "#555555", "sft-all": "#d62728", "sft-e": "#ff9896", "sft-m": "#9467bd",
     "sft-h": "#8c564b", "sft-em": "#2ca02c", "grpo": "#1f77b4", "grpo-filtered": "#17becf",
+    "grpo-online": "#aec7e8", "grpo-mt": "#393b79", "ppo": "#ff7f0e",
 }
 BUCKET_COLOURS = {"easy": "#2ca02c", "medium": "#ff7f0e", "hard": "#d62728"}
 

@@ -8,9 +8,11 @@ kind to its trainer.
 
 from gengap.train.common import TrainRecipe, TrainResult
 from gengap.train.grpo import GRPORecipe, train_grpo
+from gengap.train.ppo import PPORecipe, train_ppo
 from gengap.train.sft import SFTRecipe, train_sft
 
-TRAINERS = {"sft": train_sft, "grpo": train_grpo}
+TRAINERS = {"sft": train_sft, "grpo": train_grpo, "ppo": train_ppo}
+RECIPES = {"sft": SFTRecipe, "grpo": GRPORecipe, "ppo": PPORecipe}
 
-__all__ = ["TRAINERS", "GRPORecipe", "SFTRecipe", "TrainRecipe", "TrainResult", "train_grpo",
-           "train_sft"]
+__all__ = ["RECIPES", "TRAINERS", "GRPORecipe", "PPORecipe", "SFTRecipe", "TrainRecipe",
+           "TrainResult", "train_grpo", "train_ppo", "train_sft"]
