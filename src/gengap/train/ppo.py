@@ -120,7 +120,7 @@ class ValueHead(nn.Module):
 def hidden_size(model: Any) -> int:
     config = model.config
     text = getattr(config, "text_config", None) or config
-    return int(getattr(text, "hidden_size"))
+    return int(text.hidden_size)
 
 
 # ------------------------------------------------------------------------------------------
