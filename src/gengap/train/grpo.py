@@ -56,6 +56,18 @@ class GRPORecipe(TrainRecipe):
     epsilon: float = 0.2
     mask_truncated_completions: bool = False
     filter_by_difficulty: str | None = None  # a `gengap difficulty` run: drop pass rate 0 or 1
+    # Online difficulty filter (TRL lacks one, issue #3708): drop groups whose rewards do not
+    # vary and score fresh prompts until the batch is full (at most `online_max_refills`).
+    online_filter: bool = False
+    online_max_refills: int = 4
+    # Multi-turn: episodes of `verify_iters` attempts (None: the task's) through TRL's
+    # rollout_func, feedback tokens masked out of the loss; `reward` is then the episode's
+    # (shaped: the sum of its steps' rewards; binary: success within the episode).
+    # turn_mode "episode" trains whole episodes, "decision" one row per decision point
+    # (needed when later turns bring new images, which TRL cannot carry); "auto" picks.
+    multi_turn: bool = False
+    verify_iters: int | None = None
+    turn_mode: Literal["auto", "episode", "decision"] = "auto"
     use_vllm: bool = False
     vllm_mode: str = "colocate"
     log_completions: bool = False
@@ -70,6 +82,13 @@ class GRPORecipe(TrainRecipe):
         if self.filter_by_difficulty and not Path(self.filter_by_difficulty).is_dir():
             raise InputError(f"no difficulty run at {self.filter_by_difficulty}",
                              where="filter_by_difficulty", hint="run `gengap difficulty` first")
+        if self.verify_iters is not None and self.verify_iters < 1:
+            raise InputError(f"'verify_iters' must be >= 1, got {self.verify_iters}")
+        if self.online_max_refills < 0:
+            raise InputError("'online_max_refills' must be >= 0")
+        if self.multi_turn and self.use_vllm:
+            raise InputError("multi_turn episodes sample with gengap's HF sampler",
+                             hint="use_vllm=false with multi_turn=true")
         self.per_device_batch(self.num_generations)
 
 
@@ -219,16 +238,19 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
                              where=recipe.filter_by_difficulty,
                              hint="every prompt has pass rate 0 or 1: train without the filter")
     samples = [task.sample(recipe.split, i, recipe.data_seed) for i in indices]
-    dataset = Dataset.from_list(prompt_rows(task, samples))
-
     loaded = load_for_training(recipe.model, recipe, task)
+    generated = TokenCount()
+    max_new = recipe.max_completion_length or task.max_new_tokens
+    rows, reward_fn, rollout_func, mode = _setup(recipe, task, samples, loaded, generated,
+                                                 max_new)
+    dataset = Dataset.from_list(rows)
     from gengap.models.compat import check_trainable
 
     check_trainable(loaded.model, "grpo")
     config = GRPOConfig(
         **trainer_arguments(recipe, recipe.per_device_batch(recipe.num_generations)),
         num_generations=recipe.num_generations,
-        max_completion_length=recipe.max_completion_length or task.max_new_tokens,
+        max_completion_length=max_new,
         temperature=recipe.temperature, top_p=recipe.top_p, top_k=recipe.top_k,
         beta=recipe.beta, loss_type=recipe.loss_type, scale_rewards=recipe.scale_rewards,
         num_iterations=recipe.num_iterations, epsilon=recipe.epsilon,
@@ -236,11 +258,20 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
         use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
         log_completions=recipe.log_completions,
     )
-    generated = TokenCount()
-    trainer = GRPOTrainer(
-        model=loaded.model, reward_funcs=[make_reward(task, samples, recipe.reward, generated)],
-        args=config, train_dataset=dataset, processing_class=loaded.processor,
-        peft_config=lora_config(recipe),
+    trainer_class = GRPOTrainer
+    if rollout_func is not None:
+        from gengap.train.multiturn import inputs_aware
+
+        trainer_class = inputs_aware(trainer_class)
+    if recipe.online_filter:
+        from gengap.train.online_filter import online_filter_trainer
+
+        trainer_class = online_filter_trainer(trainer_class, max_refills=recipe.online_max_refills,
+                                              seed=recipe.seed)
+    trainer = trainer_class(
+        model=loaded.model, reward_funcs=[reward_fn], args=config, train_dataset=dataset,
+        processing_class=loaded.processor, peft_config=lora_config(recipe),
+        rollout_func=rollout_func,
     )
     n_params, trainable = count_parameters(trainer.model)
     static = {
@@ -249,7 +280,9 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
         "dataset_rows": len(dataset), "learning_rate": recipe.learning_rate,
         "lr_scheduler_type": recipe.lr_scheduler_type, "lora": recipe.lora,
         "parameters": n_params, "trainable_parameters": trainable, "reward": recipe.reward,
-        "difficulty_filter": filter_info,
+        "difficulty_filter": filter_info, "online_filter": recipe.online_filter,
+        "multi_turn": mode, "verify_iters": recipe.verify_iters or task.verify_iters
+        if recipe.multi_turn else 1,
     }
     callbacks = compute_callbacks(recipe, out, static, grpo_flops(n_params, recipe), [],
                                   eval_fn or task_eval_fn(recipe), last=last,
@@ -259,3 +292,35 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
 
     trainer.train(resume_from_checkpoint=last)
     return finish(trainer, loaded, recipe, out, callbacks[0])
+
+
+def _setup(recipe: GRPORecipe, task: Any, samples: list[Any], loaded: Any,
+           generated: TokenCount, max_new: int) -> tuple[list[dict[str, Any]], Any, Any, str]:
+    """(dataset rows, reward function, rollout_func or None, turn mode) of the recipe."""
+    name = f"{''.join(c if c.isalnum() else '_' for c in task.name)}_{recipe.reward}"
+    if not recipe.multi_turn:
+        return (prompt_rows(task, samples), make_reward(task, samples, recipe.reward, generated),
+                None, "single")
+    from gengap.train import multiturn
+
+    v = recipe.verify_iters
+    mode = recipe.turn_mode
+    if mode == "auto":
+        mode = "decision" if task.modality == "image" and multiturn.new_images_later(
+            task, samples[0], v) else "episode"
+    if mode == "decision":
+        rows = multiturn.decision_rows(task, samples, loaded.model, loaded.processor,
+                                       verify_iters=v, temperature=recipe.temperature,
+                                       max_new_tokens=max_new, index_column=INDEX_COLUMN,
+                                       seed=recipe.seed)
+        reward = multiturn.decision_reward_fn(task, samples, verify_iters=v, mode=recipe.reward,
+                                              index_column=INDEX_COLUMN, name=name,
+                                              generated=generated)
+        return rows, reward, None, "decision"
+    rollout = multiturn.EpisodeRollout(task, samples, index_column=INDEX_COLUMN,
+                                       verify_iters=v, reward=recipe.reward,
+                                       processor=loaded.processor, max_new_tokens=max_new,
+                                       top_k=recipe.top_k, top_p=recipe.top_p,
+                                       seed=recipe.seed, generated=generated)
+    return prompt_rows(task, samples), multiturn.episode_reward_fn(name), rollout, "episode"
+
