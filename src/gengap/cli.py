@@ -39,6 +39,9 @@ app = typer.Typer(
 train_app = typer.Typer(help="Train one arm with TRL (SFT or GRPO) from a YAML recipe.",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
+export_app = typer.Typer(help="Write a task in another tool's format (verl).",
+                         no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 # No markup: messages carry data such as "[0, 1]" that rich would read as tags.
 console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
@@ -216,6 +219,25 @@ def data_command(
     built = _task(task, task_option)
     written = export_split(built, split, n, seed, out)
     console.print(f"wrote {written} samples to {out}")
+
+
+@export_app.command("verl")
+@friendly_errors
+def export_verl_command(
+    task: TaskName,
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    n: Annotated[int | None, typer.Option(help="Train samples (default 2000).")] = None,
+    test_n: Annotated[int | None, typer.Option(help="Samples per test / OOD split.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the splits' samples.")] = 0,
+    task_option: TaskOptions = None,
+) -> None:
+    """A verl job: Parquet datasets, a compute_score reward module, PPO and GRPO launchers."""
+    from gengap.export.verl import export_verl
+
+    info = export_verl(_task(task, task_option), out, n=n, test_n=test_n, seed=seed)
+    for split, entry in info["splits"].items():
+        console.print(f"{split}: {entry['rows']} rows -> {out / entry['file']}")
+    console.print(f"reward: {out / info['reward_module']}; launchers: run_ppo.sh, run_grpo.sh")
 
 
 @app.command("score")

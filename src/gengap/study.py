@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gengap.arms import CATALOG, RL_KINDS, arm_specs
+from gengap.arms import CATALOG, RL_KINDS, arm_specs, known_arm
 from gengap.config import CONFIGS_DIR, load_recipe, read_yaml, recipe_dict
 from gengap.cost import Clock
 from gengap.errors import InputError
@@ -79,10 +79,12 @@ class StudyConfig:
     # How arms are matched: in optimizer steps (each arm trains `steps`), or in the study's
     # FLOPs ("SFT Memorizes, RL Generalizes": 6N(D_init + D) [+ 2N*D_buffer for RL]): the
     # `match_arm` (default: the first arm) trains `steps` steps and every other arm of the
-    # start trains until it has spent as many FLOPs (at most `match_max_factor` x `steps`).
+    # start trains until it has spent as many FLOPs (at most `match_max_factor` x `steps`);
+    # arms with a start of their own (<rl>-nowarmup, <rl>-from-overfit) train `steps`.
     match: Literal["steps", "flops"] = "steps"
     match_arm: str | None = None
     match_max_factor: float = 10.0
+    overfit_factor: float = 5.0  # sft-overfit trains this many times `steps`
     eval_every: int = 20  # curve points and checkpoints (each a candidate for the best one)
     eval_n: int = 200  # curve evaluation per split (a smaller finite split is evaluated whole)
     eval_splits: list[str] | None = None  # None: every test and OOD split of the task
@@ -118,10 +120,14 @@ class StudyConfig:
         if not 0 < self.alpha < 1 or not 0 <= self.margin < 1:
             raise InputError(f"alpha must lie in (0, 1) and margin in [0, 1): "
                              f"{self.alpha}, {self.margin}")
-        unknown = [a for a in self.arms if a not in CATALOG]
+        unknown = [a for a in self.arms if not known_arm(a)]
         if unknown:
             raise InputError(f"unknown arm(s) {unknown}",
-                             hint=f"arms are {', '.join(CATALOG)}")
+                             hint=f"arms are {', '.join(CATALOG)}, and the families "
+                                  "ppo-v<V> / grpo-mt-v<V>, <rl>-nowarmup, "
+                                  "<rl>-from-overfit, sft-overfit")
+        if self.overfit_factor < 1:
+            raise InputError(f"'overfit_factor' must be >= 1, got {self.overfit_factor}")
         if any(not 0 < r < 1 for r in self.hard_ratios):
             raise InputError(f"hard_ratios must lie in (0, 1): {self.hard_ratios}")
         for key in ("steps", "batch_size", "k", "eval_n", "test_n", "sweep_val_n",
@@ -376,6 +382,9 @@ class Study:
         from gengap.train.ppo import PPORecipe
 
         spec = self.arms[arm]
+        if spec.get("steps_factor"):
+            common["steps"] = round(self.config.steps * getattr(self.config,
+                                                                spec["steps_factor"]))
         if spec["kind"] in RL_KINDS:
             values = {**common, "split": self.train_split,
                       "n_prompts": self.task.count(self.train_split, self.config.difficulty_n,
@@ -444,6 +453,32 @@ class Study:
                              where=str(self.run_dir(start, self.match_arm, seed)))
         return record["study_flops"]["gflops"]
 
+    def arm_start(self, start: int, arm: str, model: Path, seed: int) -> Path:
+        """The checkpoint `arm` trains from: the start model, the same architecture with
+        fresh random weights (start: random), or another arm's final model."""
+        from gengap.train.common import FINAL_DIR
+
+        source = self.arms[arm].get("start")
+        if source is None:
+            return model
+        if source != "random":
+            return self.run_dir(start, source, seed) / FINAL_DIR
+        out = self.start_dir(start) / "random-init"
+        if not (out / "config.json").is_file():
+            import torch
+            from transformers import AutoConfig, AutoModelForCausalLM
+
+            from gengap.models import load_model
+            from gengap.runs import atomic_dir
+
+            processor = load_model(str(model), task=self.task, device="cpu").processor
+            torch.manual_seed(start)
+            fresh = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model))
+            with atomic_dir(out) as tmp:
+                fresh.save_pretrained(tmp)
+                processor.save_pretrained(tmp)
+        return out
+
     def train(self, start: int, arm: str, model: Path, data: Path | None, seed: int,
               lr: float) -> None:
         """Train one arm on one start with one seed, then pick and test its checkpoints."""
@@ -451,9 +486,13 @@ class Study:
         from gengap.train.common import FINAL_DIR
 
         out = self.run_dir(start, arm, seed)
+        model = self.arm_start(start, arm, model, seed)
         recipe = dataclasses.replace(self._recipe(start, arm, model, data, seed, out),
                                      learning_rate=lr)
-        if self.match_arm is not None and arm != self.match_arm:
+        # Arms from another start (fresh weights, another arm's checkpoint) train `steps`:
+        # their D_init differs, so a shared total would starve or flood them.
+        if self.match_arm is not None and arm != self.match_arm and not self.arms[arm].get(
+                "start"):
             recipe = dataclasses.replace(
                 recipe, max_gflops=self.flops_target(start, seed),
                 steps=max(recipe.steps, round(recipe.steps * self.config.match_max_factor)))
@@ -515,6 +554,8 @@ class Study:
             lrs[arm] = self._stage(f"{tag}: lr sweep {arm}", self.sweep, start, arm, model,
                                    files.get(arm))
             self.log(f"   {arm}: lr {lrs[arm]:g}")
+        # Arms that start from another arm's checkpoint after it (stable otherwise).
+        arms = sorted(arms, key=lambda a: self.arms[a].get("start") not in (None, "random"))
         if self.match_arm in arms:  # the compute every other arm is matched to comes first
             arms = [self.match_arm, *(a for a in arms if a != self.match_arm)]
         for arm in arms:

@@ -281,6 +281,10 @@ def write_report(root: str | Path) -> Path:
     lines += [""] + image("hist", "Pass-rate histogram")
     lines += image("grad", "Per-bucket gradient norm during SFT")
     lines += ["## Hard-ratio ablation", ""] + image("ablation", "SFT-EM plus hard samples")
+    from gengap.report.rl_claims import v_table
+
+    if table := v_table(study, which):
+        lines += ["## Verification-iteration ablation (equal compute)", ""] + table
     lines += ["## Cost", ""] + budget_table(study)
     lines += zero_std_lines(study) + [""]
     lines += image("cost", "Cost per arm")
