@@ -108,3 +108,17 @@ def test_ppo_run_moves_the_policy_and_writes_the_run_files(tmp_path: Path, tiny:
     assert resumed.budget["steps_done"] == 2
     logs = [json.loads(line) for line in (out / "log_history.jsonl").open()]
     assert [log["step"] for log in logs] == [1, 2]
+
+
+def test_cli_train_ppo_refuses_bad_values(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gengap.cli import app
+
+    result = CliRunner().invoke(app, ["train", "ppo", "--model", "tiny", "--task",
+                                      "generalpoints", "--out", str(tmp_path / "x"),
+                                      "clip_range=1.5"])
+    assert result.exit_code == 2 and "clip_range" in result.output
+    result = CliRunner().invoke(app, ["export", "verl", "--task", "generalpoints", "--out",
+                                      str(tmp_path / "y"), "--n", "0"])
+    assert result.exit_code == 2
