@@ -42,7 +42,7 @@ def test_presets_load_and_validate() -> None:
     with pytest.raises(InputError, match="unknown key"):
         load_preset("tiny-gp-text", overrides=["stepz=3"])
     with pytest.raises(InputError, match="unknown arm"):
-        load_preset("tiny-gp-text", overrides=["arms=[ppo]"])
+        load_preset("tiny-gp-text", overrides=["arms=[ppx]"])
     with pytest.raises(InputError, match="verdict_checkpoint"):
         load_preset("tiny-gp-text", overrides=["verdict_checkpoint=middle"])
     with pytest.raises(InputError, match="repeats"):

@@ -39,6 +39,9 @@ app = typer.Typer(
 train_app = typer.Typer(help="Train one arm with TRL (SFT or GRPO) from a YAML recipe.",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
+export_app = typer.Typer(help="Write a task in another tool's format (verl).",
+                         no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 # No markup: messages carry data such as "[0, 1]" that rich would read as tags.
 console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
@@ -216,6 +219,25 @@ def data_command(
     built = _task(task, task_option)
     written = export_split(built, split, n, seed, out)
     console.print(f"wrote {written} samples to {out}")
+
+
+@export_app.command("verl")
+@friendly_errors
+def export_verl_command(
+    task: TaskName,
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    n: Annotated[int | None, typer.Option(help="Train samples (default 2000).")] = None,
+    test_n: Annotated[int | None, typer.Option(help="Samples per test / OOD split.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the splits' samples.")] = 0,
+    task_option: TaskOptions = None,
+) -> None:
+    """A verl job: Parquet datasets, a compute_score reward module, PPO and GRPO launchers."""
+    from gengap.export.verl import export_verl
+
+    info = export_verl(_task(task, task_option), out, n=n, test_n=test_n, seed=seed)
+    for split, entry in info["splits"].items():
+        console.print(f"{split}: {entry['rows']} rows -> {out / entry['file']}")
+    console.print(f"reward: {out / info['reward_module']}; launchers: run_ppo.sh, run_grpo.sh")
 
 
 @app.command("score")
@@ -547,6 +569,42 @@ def train_grpo_command(
         report_to=report_to.split(",") if report_to else None, use_cpu=_use_cpu(device),
     )
     _print_train_result(train_grpo(recipe))
+
+
+@train_app.command("ppo")
+@friendly_errors
+def train_ppo_command(
+    overrides: Overrides = None,
+    config: RecipeFile = None,
+    model: Annotated[str | None, typer.Option(help="Start checkpoint, or 'tiny'.")] = None,
+    task: Annotated[str | None, typer.Option(help="Task whose verifier is the reward.")] = None,
+    task_option: TaskOptions = None,
+    split: Annotated[str | None, typer.Option(help="Split the episodes start from.")] = None,
+    steps: Annotated[int | None, typer.Option(help="PPO updates.")] = None,
+    out: Annotated[str | None, typer.Option(help="Run directory.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+    rollout_steps: Annotated[int | None, typer.Option(
+        help="Environment steps per update (the study: 256).")] = None,
+    verify_iters: Annotated[int | None, typer.Option(
+        help="Attempts per episode (default: the task's).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
+    reward: Annotated[str | None, typer.Option(help="shaped (the study's) or binary.")] = None,
+    lora: Annotated[bool | None, typer.Option("--lora/--no-lora", help="LoRA via PEFT.")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N updates.")] = None,
+    device: TrainDevice = None,
+) -> None:
+    """PPO with a value head and GAE, as "SFT Memorizes, RL Generalizes" runs it
+    (configs/train/ppo.yaml; TRL has no PPO since 1.13)."""
+    from gengap.config import load_recipe
+    from gengap.train.ppo import PPORecipe, train_ppo
+
+    recipe = load_recipe(
+        PPORecipe, config, [*_task_words(task_option), *(overrides or [])], model=model,
+        task=task, split=split, steps=steps, out=out, learning_rate=learning_rate,
+        rollout_steps=rollout_steps, verify_iters=verify_iters, seed=seed, reward=reward,
+        lora=lora, eval_every=eval_every, use_cpu=_use_cpu(device),
+    )
+    _print_train_result(train_ppo(recipe))
 
 
 # -- studies ----------------------------------------------------------------------------------

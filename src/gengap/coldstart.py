@@ -86,6 +86,9 @@ class ColdStartRecipe:
     # Quick quality check written into run_metadata.json (0 disables it).
     eval_n: int = 200
     eval_k: int = 4
+    # The revision phase (`gengap.revision.RevisionPhase` keys): the cold start above, then
+    # SFT on the model's own failed attempts + the verifier's feedback -> the oracle answer.
+    revision: dict[str, Any] | None = None
 
     def key(self) -> str:
         """A short hash of the resolved recipe and the cold-start format version."""
@@ -95,6 +98,8 @@ class ColdStartRecipe:
         for phase in recipe["phases"]:
             if phase.get("vision_learning_rate") is None:
                 phase.pop("vision_learning_rate", None)
+        if recipe.get("revision") is None:  # added later: old keys stay valid
+            recipe.pop("revision", None)
         blob = json.dumps({"format": COLDSTART_FORMAT, "recipe": recipe}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -155,6 +160,13 @@ def resolve_recipe(task: Any, seed: int = 0, **overrides: Any) -> ColdStartRecip
         if phase.targets not in variants:
             raise InputError(f"phase {phase.name!r}: targets must be one of {variants}",
                              hint=f"the target variants task {task.name!r} declares")
+    if recipe.revision is not None:
+        from gengap.revision import RevisionPhase, revision_phase
+
+        revision = dict(recipe.revision)
+        revision["steps"] = max(1, round(revision.get("steps", RevisionPhase.steps) * scale))
+        revision_phase(revision)  # checked now, not after the base cold start
+        recipe.revision = revision
     if modality == "image" and recipe.init_decoder_from_text:
         if not hasattr(task.config, "modality"):
             raise InputError("init_decoder_from_text needs a task with a modality option")
@@ -213,12 +225,17 @@ def coldstart(
     Cached: a finished checkpoint of the same recipe (same hash) is returned immediately.
     `out_dir` defaults to `cache_root()/coldstart/<task>-<modality>-<hash>`; `force` retrains.
     """
-    from filelock import FileLock
-
     task = _task_instance(task)
     recipe = resolve_recipe(task, seed, **recipe_overrides)
-    key = recipe.key()
     out = Path(out_dir) if out_dir else checkpoint_dir(task, seed, **recipe_overrides)[0]
+    return _cold_start(task, recipe, out, force=force)
+
+
+def _cold_start(task: Any, recipe: ColdStartRecipe, out: Path, *, force: bool = False) -> Path:
+    """Train (or find in the cache) the checkpoint of a resolved recipe at `out`."""
+    from filelock import FileLock
+
+    key = recipe.key()
     if not force and is_finished(out, key):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -274,6 +291,9 @@ def task_characters(task: Any, seed: int, per_split: int = 200) -> tuple[str, ..
 
 def _run(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:
     """Train the recipe into `out` (recipe and metadata included)."""
+    if recipe.revision is not None:
+        _run_revision(task, recipe, key, out)
+        return
     from gengap.models.tiny import build_tiny, count_parameters
 
     start = time.perf_counter()
@@ -290,6 +310,7 @@ def _run(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:
     write_json(out / RECIPE_FILE, {"key": key, "format": COLDSTART_FORMAT, **asdict(recipe)})
     first_index = 0
     phase_log = []
+    tokens_trained = 0  # D_init of every run that starts here (text phases: exact)
     for phase in recipe.phases:
         t0 = time.perf_counter()
         rows = phase.steps * phase.batch_size
@@ -298,6 +319,8 @@ def _run(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:
                                  split=split.name)
         # Every phase sees samples no earlier phase saw (a finite warmup split cycles).
         first_index += rows
+        if "input_ids" in dataset.column_names:
+            tokens_trained += sum(len(ids) for ids in dataset["input_ids"])
         loss = _train_phase(model, processor, dataset, phase, recipe.seed, out / "trainer")
         phase_log.append({"name": phase.name, "rows": rows, "seconds": time.perf_counter() - t0,
                           "final_loss": loss})
@@ -323,6 +346,11 @@ def _run(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:
         "extra_characters": "".join(extra),
         "quality": quality,
     })
+    if recipe.modality == "text":  # image rows are tokenized by TRL's collator: not counted
+        from gengap.cost import study_flops, write_compute
+
+        write_compute(out, study_flops(count_parameters(model), trained_tokens=tokens_trained),
+                      kind="coldstart")
     write_json(out / METADATA_FILE, meta)
 
 
@@ -336,6 +364,90 @@ def _load_decoder(model: Any, text_checkpoint: Path) -> None:
     )
     del missing, unexpected  # strict=True already raised if the configs differ
     model.lm_head.load_state_dict(text.lm_head.state_dict())
+
+
+def _run_revision(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:
+    """The recipe's cold start without the revision phase (cached), then the phase."""
+    from gengap.cost import read_compute, study_flops, write_compute
+    from gengap.models import load_model
+    from gengap.revision import measure_revision, revision_phase, revision_rows
+
+    start = time.perf_counter()
+    phase = revision_phase(recipe.revision)
+    base_recipe = dataclasses.replace(recipe, revision=None)
+    base = _cold_start(task, base_recipe, cache_root() / "coldstart" / (
+        f"{_safe(task.name)}-{task.modality}-{base_recipe.key()}"))
+    loaded = load_model(str(base), task=task, device="cpu")
+    model, processor = loaded.model, loaded.processor
+    torch.manual_seed(recipe.seed)
+    write_json(out / RECIPE_FILE, {"key": key, "format": COLDSTART_FORMAT, **asdict(recipe)})
+    splits = [s.name for s in task.with_role("test", "ood")]
+    before = measure_revision(model, processor, task, splits, n=recipe.eval_n,
+                              seed=recipe.seed) if recipe.eval_n else {}
+    split = warmup_split(task).name
+    # Past every sample the base recipe's phases trained on.
+    first = sum(p.steps * p.batch_size for p in recipe.phases)
+    t0 = time.perf_counter()
+    prompts, completions, images, stats = revision_rows(task, model, processor, phase,
+                                                        split=split, first_index=first,
+                                                        seed=recipe.seed)
+    sample_seconds = time.perf_counter() - t0
+    dataset = rows_dataset(processor, prompts, completions, images)
+    trained = sum(len(ids) for ids in dataset["input_ids"]) if (
+        "input_ids" in dataset.column_names) else 0
+    sft = Phase(name="revision", steps=phase.steps, batch_size=phase.batch_size,
+                learning_rate=phase.learning_rate, lr_scheduler_type=phase.lr_scheduler_type,
+                warmup_fraction=phase.warmup_fraction)
+    loss = _train_phase(model, processor, dataset, sft, recipe.seed, out / "trainer")
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    model.eval()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    after = measure_revision(model, processor, task, splits, n=recipe.eval_n,
+                             seed=recipe.seed) if recipe.eval_n else {}
+    base_compute = read_compute(base) or {"tokens_trained": 0}
+    from gengap.models.tiny import count_parameters
+
+    if recipe.modality == "text":
+        write_compute(out, study_flops(count_parameters(model), trained_tokens=trained,
+                                       init_tokens=base_compute["tokens_trained"]),
+                      kind="coldstart+revision")
+    meta = run_metadata(asdict(recipe), recipe.seed)
+    base_meta = load_metadata(base)
+    meta.update({
+        "coldstart_key": key, "base": str(base), "parameters": count_parameters(model),
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "sample_seconds": round(sample_seconds, 1), "threads": torch.get_num_threads(),
+        "phases": [*base_meta.get("phases", []),
+                   {"name": "revision", "rows": stats["rows"], "final_loss": loss}],
+        "revision": {**stats, "before": before, "after": after},
+        "quality": base_meta.get("quality", {}),
+    })
+    write_json(out / METADATA_FILE, meta)
+
+
+def rows_dataset(processor: Any, prompts: list[Any], completions: list[str],
+                 images: list[list[Any]]) -> Any:
+    """SFT rows for a cold-start phase: pre-tokenized text rows (prompt masked), or
+    conversational rows with an `images` column for image prompts (see `warmup_dataset`)."""
+    import datasets
+
+    if any(images):
+        return datasets.Dataset.from_dict({
+            "prompt": prompts,
+            "completion": [[{"role": "assistant", "content": c}] for c in completions],
+            "images": images,
+        })
+    tokenizer = getattr(processor, "tokenizer", processor)
+    prompt_texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+                    for p in prompts]
+    prompt_ids = tokenizer(prompt_texts, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer([c + tokenizer.eos_token for c in completions],
+                               add_special_tokens=False)["input_ids"]
+    return datasets.Dataset.from_dict({
+        "input_ids": [p + c for p, c in zip(prompt_ids, completion_ids, strict=True)],
+        "labels": [[-100] * len(p) + c for p, c in zip(prompt_ids, completion_ids, strict=True)],
+    })
 
 
 def warmup_dataset(task: Any, processor: Any, indices: range, seed: int, targets: str,

@@ -17,9 +17,11 @@ SFT, GRPO, the difficulty pass (and any new trainer) take their numbers from her
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 FlopsFn = Callable[[int], dict[str, float]]
@@ -97,3 +99,61 @@ class Clock:
 def now() -> tuple[float, float]:
     """(wall, process CPU) seconds on monotonic clocks, for differences."""
     return time.perf_counter(), time.process_time()
+
+
+# ------------------------------------------------------------------------------------------
+# The study's compute: "SFT Memorizes, RL Generalizes" matches arms in these FLOPs
+
+COMPUTE_FILE = "gengap_compute.json"
+"""In every checkpoint gengap writes: the tokens that made it (cumulative from the random or
+pretrained model) and its study FLOPs, so a run that starts from it knows its D_init."""
+
+
+def study_flops(n_params: int, *, trained_tokens: int, buffer_tokens: int = 0,
+                init_tokens: int = 0, init_buffer_tokens: int = 0) -> dict[str, Any]:
+    """The study's formulas: SFT 6N(D_init + D); RL 6N(D_init + D) + 2N·D_buffer.
+
+    N parameters; D tokens trained on (this run); D_init tokens the start checkpoint was
+    trained on (its SFT warm-up); D_buffer tokens generated into the rollout buffer (zero for
+    SFT). A start that was itself an RL run brings its own buffer tokens (`init_buffer_tokens`),
+    so the record stays cumulative along a chain of runs.
+    """
+    buffer = buffer_tokens + init_buffer_tokens
+    flops = 6.0 * n_params * (init_tokens + trained_tokens) + 2.0 * n_params * buffer
+    return {
+        "formula": "6N(D_init + D) + 2N*D_buffer",
+        "N": n_params, "D_init": init_tokens, "D": trained_tokens,
+        "D_buffer": buffer, "flops": flops, "gflops": round(flops / 1e9, 6),
+    }
+
+
+def read_compute(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The compute record of a checkpoint gengap wrote (None for any other model)."""
+    path = Path(checkpoint) / COMPUTE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def start_tokens(checkpoint: str | Path) -> dict[str, Any]:
+    """D_init of a run starting at `checkpoint`: its cumulative trained and buffer tokens.
+
+    `known` is False for a checkpoint without a compute record (a hub model, or a cold start
+    cached before it recorded one): D_init is then 0, which leaves arms of the same start
+    comparable (they share it) but understates the absolute FLOPs.
+    """
+    record = read_compute(checkpoint)
+    if not record:
+        return {"tokens_trained": 0, "tokens_buffer": 0, "known": False}
+    return {"tokens_trained": int(record.get("tokens_trained", 0)),
+            "tokens_buffer": int(record.get("tokens_buffer", 0)), "known": True}
+
+
+def write_compute(checkpoint: str | Path, study: dict[str, Any], **extra: Any) -> None:
+    """Write a checkpoint's compute record from its `study_flops` entry."""
+    from gengap.io import write_json
+
+    write_json(Path(checkpoint) / COMPUTE_FILE, {
+        "tokens_trained": study["D_init"] + study["D"], "tokens_buffer": study["D_buffer"],
+        "study_flops": study, **extra})

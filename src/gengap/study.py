@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gengap.arms import CATALOG, arm_specs
+from gengap.arms import CATALOG, RL_KINDS, arm_specs, known_arm
 from gengap.config import CONFIGS_DIR, load_recipe, read_yaml, recipe_dict
 from gengap.cost import Clock
 from gengap.errors import InputError
@@ -76,6 +76,15 @@ class StudyConfig:
     hard_ratios: list[float] = field(default_factory=lambda: [0.05, 0.15, 0.30])
     steps: int = 60
     batch_size: int = 16
+    # How arms are matched: in optimizer steps (each arm trains `steps`), or in the study's
+    # FLOPs ("SFT Memorizes, RL Generalizes": 6N(D_init + D) [+ 2N*D_buffer for RL]): the
+    # `match_arm` (default: the first arm) trains `steps` steps and every other arm of the
+    # start trains until it has spent as many FLOPs (at most `match_max_factor` x `steps`);
+    # arms with a start of their own (<rl>-nowarmup, <rl>-from-overfit) train `steps`.
+    match: Literal["steps", "flops"] = "steps"
+    match_arm: str | None = None
+    match_max_factor: float = 10.0
+    overfit_factor: float = 5.0  # sft-overfit trains this many times `steps`
     eval_every: int = 20  # curve points and checkpoints (each a candidate for the best one)
     eval_n: int = 200  # curve evaluation per split (a smaller finite split is evaluated whole)
     eval_splits: list[str] | None = None  # None: every test and OOD split of the task
@@ -96,6 +105,8 @@ class StudyConfig:
     sweep_ood_n: int = 100  # OOD success per candidate lr: reported, never used to pick
     sft: dict[str, Any] = field(default_factory=dict)  # SFTRecipe overrides
     grpo: dict[str, Any] = field(default_factory=dict)  # GRPORecipe overrides
+    ppo: dict[str, Any] = field(default_factory=dict)  # PPORecipe overrides
+    ppo_lrs: list[float] = field(default_factory=lambda: [1e-5, 3e-5, 1e-4])
 
     def validate(self) -> None:
         if not self.seeds:
@@ -109,16 +120,25 @@ class StudyConfig:
         if not 0 < self.alpha < 1 or not 0 <= self.margin < 1:
             raise InputError(f"alpha must lie in (0, 1) and margin in [0, 1): "
                              f"{self.alpha}, {self.margin}")
-        unknown = [a for a in self.arms if a not in CATALOG]
+        unknown = [a for a in self.arms if not known_arm(a)]
         if unknown:
             raise InputError(f"unknown arm(s) {unknown}",
-                             hint=f"arms are {', '.join(CATALOG)}")
+                             hint=f"arms are {', '.join(CATALOG)}, and the families "
+                                  "ppo-v<V> / grpo-mt-v<V>, <rl>-nowarmup, "
+                                  "<rl>-from-overfit, sft-overfit")
+        if self.overfit_factor < 1:
+            raise InputError(f"'overfit_factor' must be >= 1, got {self.overfit_factor}")
         if any(not 0 < r < 1 for r in self.hard_ratios):
             raise InputError(f"hard_ratios must lie in (0, 1): {self.hard_ratios}")
         for key in ("steps", "batch_size", "k", "eval_n", "test_n", "sweep_val_n",
                     "sweep_ood_n", "eval_every"):
             if getattr(self, key) < 1:
                 raise InputError(f"{key!r} must be >= 1, got {getattr(self, key)}")
+        if self.match_arm is not None and self.match_arm not in self.arms:
+            raise InputError(f"'match_arm' {self.match_arm!r} is not one of the arms",
+                             hint=f"arms: {', '.join(self.arms)}")
+        if self.match_max_factor < 1:
+            raise InputError(f"'match_max_factor' must be >= 1, got {self.match_max_factor}")
         if self.lr_extend < 0:
             raise InputError(f"'lr_extend' must be >= 0, got {self.lr_extend}")
 
@@ -216,7 +236,8 @@ class Study:
             "start_kind": "cold start of the tiny model (its seed)" if c.model == "tiny"
             else f"{c.model} (the start seed seeds its difficulty pass and curation)",
             "budget": {"steps": c.steps, "batch_size": c.batch_size,
-                       "eval_every": c.eval_every},
+                       "eval_every": c.eval_every, "match": c.match,
+                       "match_arm": self.match_arm if c.match == "flops" else None},
             "evaluation": {"curve_n": c.eval_n, "test_n": c.test_n, "val_n": c.sweep_val_n,
                            "decoding": "greedy, 1 attempt"},
             "verdict": {"checkpoint": c.verdict_checkpoint, "alpha": c.alpha,
@@ -358,14 +379,22 @@ class Study:
             "eval_splits": list(self.eval_splits), "eval_n": self.config.eval_n,
             "eval_verify_iters": 1, "save_only_model": True,
         }
+        from gengap.train.ppo import PPORecipe
+
         spec = self.arms[arm]
-        if spec["kind"] == "grpo":
+        if spec.get("steps_factor"):
+            common["steps"] = round(self.config.steps * getattr(self.config,
+                                                                spec["steps_factor"]))
+        if spec["kind"] in RL_KINDS:
             values = {**common, "split": self.train_split,
                       "n_prompts": self.task.count(self.train_split, self.config.difficulty_n,
                                                    where="difficulty_n"),
-                      **self.config.grpo}
+                      **getattr(self.config, spec["kind"]), **spec.get("recipe", {})}
             if spec.get("filter") == "difficulty":
                 values["filter_by_difficulty"] = str(self.start_dir(start) / "difficulty")
+            if spec["kind"] == "ppo":
+                values.pop("batch_size")  # PPO's buffer is rollout_steps environment steps
+                return PPORecipe(**values)
             return GRPORecipe(**values)
         values = {**common, "data": str(data), **self.config.sft}
         return SFTRecipe(**values)
@@ -379,7 +408,7 @@ class Study:
         summary_path = out / f"{arm}.json"
         if summary_path.exists():
             return json.loads(summary_path.read_text())["picked"]
-        lrs = self.config.grpo_lrs if self.arms[arm]["kind"] == "grpo" else self.config.sft_lrs
+        lrs = getattr(self.config, f"{self.arms[arm]['kind']}_lrs")
         if len(lrs) == 1:
             return lrs[0]
         seed = self.design[start][0]
@@ -406,20 +435,71 @@ class Study:
         })
         return result["picked"]
 
+    @property
+    def match_arm(self) -> str | None:
+        """The arm whose FLOPs at `steps` every other arm is matched to (match: flops)."""
+        if self.config.match != "flops":
+            return None
+        return self.config.match_arm or next(iter(self.arms))
+
+    def flops_target(self, start: int, seed: int) -> float | None:
+        """GFLOPs the arms of (start, seed) train to: the match arm's at its last step."""
+        from gengap.cost import read_compute
+        from gengap.train.common import FINAL_DIR
+
+        record = read_compute(self.run_dir(start, self.match_arm, seed) / FINAL_DIR)
+        if record is None:
+            raise InputError(f"match: flops needs the finished {self.match_arm!r} run first",
+                             where=str(self.run_dir(start, self.match_arm, seed)))
+        return record["study_flops"]["gflops"]
+
+    def arm_start(self, start: int, arm: str, model: Path, seed: int) -> Path:
+        """The checkpoint `arm` trains from: the start model, the same architecture with
+        fresh random weights (start: random), or another arm's final model."""
+        from gengap.train.common import FINAL_DIR
+
+        source = self.arms[arm].get("start")
+        if source is None:
+            return model
+        if source != "random":
+            return self.run_dir(start, source, seed) / FINAL_DIR
+        out = self.start_dir(start) / "random-init"
+        if not (out / "config.json").is_file():
+            import torch
+            from transformers import AutoConfig, AutoModelForCausalLM
+
+            from gengap.models import load_model
+            from gengap.runs import atomic_dir
+
+            processor = load_model(str(model), task=self.task, device="cpu").processor
+            torch.manual_seed(start)
+            fresh = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model))
+            with atomic_dir(out) as tmp:
+                fresh.save_pretrained(tmp)
+                processor.save_pretrained(tmp)
+        return out
+
     def train(self, start: int, arm: str, model: Path, data: Path | None, seed: int,
               lr: float) -> None:
         """Train one arm on one start with one seed, then pick and test its checkpoints."""
+        from gengap.train import TRAINERS
         from gengap.train.common import FINAL_DIR
-        from gengap.train.grpo import train_grpo
-        from gengap.train.sft import train_sft
 
         out = self.run_dir(start, arm, seed)
+        model = self.arm_start(start, arm, model, seed)
         recipe = dataclasses.replace(self._recipe(start, arm, model, data, seed, out),
                                      learning_rate=lr)
-        (train_grpo if self.arms[arm]["kind"] == "grpo" else train_sft)(recipe)
+        # Arms from another start (fresh weights, another arm's checkpoint) train `steps`:
+        # their D_init differs, so a shared total would starve or flood them.
+        if self.match_arm is not None and arm != self.match_arm and not self.arms[arm].get(
+                "start"):
+            recipe = dataclasses.replace(
+                recipe, max_gflops=self.flops_target(start, seed),
+                steps=max(recipe.steps, round(recipe.steps * self.config.match_max_factor)))
+        result = TRAINERS[self.arms[arm]["kind"]](recipe)
         checkpoints = {int(p.name.split("-")[1]): p for p in out.glob("checkpoint-*")
                        if p.name.split("-")[1].isdigit()}
-        checkpoints[self.config.steps] = out / FINAL_DIR
+        checkpoints[int(result.budget.get("steps_done") or recipe.steps)] = out / FINAL_DIR
         self._select(out, recipe, checkpoints)
 
     def _select(self, out: Path, recipe: Any, checkpoints: dict[int, Path],
@@ -464,7 +544,7 @@ class Study:
         self._stage(f"{tag}: init evaluation", self.init_eval, start, model)
         difficulty = self._stage(f"{tag}: difficulty", self.difficulty, start, model)
         files = self._stage(f"{tag}: curate", self.curate, start, difficulty)
-        arms = [a for a, spec in self.arms.items() if spec["kind"] == "grpo" or a in files]
+        arms = [a for a, spec in self.arms.items() if spec["kind"] in RL_KINDS or a in files]
         # Ablation arms share their reference arm's learning rate: an ablation varies the
         # data only (without its reference arm, an ablation arm is swept itself).
         lrs = {}
@@ -474,6 +554,10 @@ class Study:
             lrs[arm] = self._stage(f"{tag}: lr sweep {arm}", self.sweep, start, arm, model,
                                    files.get(arm))
             self.log(f"   {arm}: lr {lrs[arm]:g}")
+        # Arms that start from another arm's checkpoint after it (stable otherwise).
+        arms = sorted(arms, key=lambda a: self.arms[a].get("start") not in (None, "random"))
+        if self.match_arm in arms:  # the compute every other arm is matched to comes first
+            arms = [self.match_arm, *(a for a in arms if a != self.match_arm)]
         for arm in arms:
             lr = lrs.get(arm) or lrs[self.arms[arm]["lr_from"]]
             for seed in self.design[start]:

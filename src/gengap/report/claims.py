@@ -79,7 +79,10 @@ def claim_parts(study: Study) -> dict[str, list[Part]]:
     ood = study.ood_splits
     margin = study.verdict_settings["margin"]
     hard = study.hard_ratio_arms()
+    from gengap.report.rl_claims import rl_parts
+
     return {
+        **rl_parts(study, Part),
         "rl_beats_sft_ood": [Part("grpo", "sft-all", s, None) for s in ood],
         "hard_sft_hurts_ood": [Part("sft-m", "sft-h", s, None) for s in ood]
         + [Part("sft-e", "sft-h", s, None) for s in ood],
@@ -196,18 +199,27 @@ def evaluate_claims(study: Study) -> list[Claim]:
     settings = study.verdict_settings
     which = settings["checkpoint"]
     other = "last" if which == "best" else "best"
+    from gengap.report import rl_claims
+
     parts, _, _ = comparisons(study)
     claims: list[Claim] = []
+    table = {**CLAIMS, **rl_claims.CLAIMS}
     for key, comps in parts.items():
-        title, default = CLAIMS[key]
+        title, default = table[key]
         evidence = study.reference(key, default)
         found = [p for p in comps if p.interval is not None]
         if not found:
             claims.append(Claim(key, title, evidence, "not measured in this run", "—", comps))
             continue
         text = "; ".join(_part_text(p, which, other) for p in found)
+        if key == "verification_iterations" and (gains := rl_claims.v_gain_text(study, which)):
+            text += "; " + gains
         claims.append(Claim(key, title, evidence, text, combine([p.verdict for p in found]),
                             found))
+    title, default = rl_claims.CLAIMS["rl_recognition"]
+    found_recognition = rl_claims.recognition_claim(study, which)
+    claims.append(Claim("rl_recognition", title, study.reference("rl_recognition", default),
+                        *(found_recognition or ("not measured in this run", "—"))))
 
     title, default = CLAIMS["dcsft_cheaper"]
     evidence = study.reference("dcsft_cheaper", default)

@@ -20,6 +20,7 @@ from gengap.report.collect import Study
 ARM_COLOURS = {
     "init": "#555555", "sft-all": "#d62728", "sft-e": "#ff9896", "sft-m": "#9467bd",
     "sft-h": "#8c564b", "sft-em": "#2ca02c", "grpo": "#1f77b4", "grpo-filtered": "#17becf",
+    "grpo-online": "#aec7e8", "grpo-mt": "#393b79", "ppo": "#ff7f0e",
 }
 BUCKET_COLOURS = {"easy": "#2ca02c", "medium": "#ff7f0e", "hard": "#d62728"}
 
@@ -97,6 +98,46 @@ def success_curves(study: Study, out: Path) -> Path | None:
         ax.set_title(split or "ID validation (picks the best checkpoint; dotted: best step)",
                      fontsize=9 if split is None else 11)
         ax.set_xlabel("training step")
+        ax.set_ylabel("success (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8, loc="best")
+    return _save(fig, out)
+
+
+def success_vs_gflops(study: Study, out: Path) -> Path | None:
+    """OOD (and ID) success against training compute in the study's GFLOPs
+    (6N(D_init + D) + 2N*D_buffer, "SFT Memorizes, RL Generalizes" Figures 5-6): one panel
+    per evaluated split, OOD first, one line per arm (means over runs at each checkpoint)."""
+    splits = [*study.ood_splits, *(s for s in study.splits if s not in study.ood_splits)]
+    arms = [a for a in study.arms() if a != "init"]
+    lines: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    for arm in arms:
+        for split in splits:
+            by_step: dict[int, list[tuple[float, float]]] = defaultdict(list)
+            for run in study.runs.get(arm, []):
+                for row in run.curve:
+                    if row["split"] == split and row.get("gflops") is not None:
+                        by_step[row["step"]].append((row["gflops"], row["success"]))
+            if by_step:
+                steps = sorted(by_step)
+                lines[arm, split] = (
+                    [statistics.fmean(g for g, _ in by_step[s]) for s in steps],
+                    [100 * statistics.fmean(v for _, v in by_step[s]) for s in steps])
+    if not lines:
+        return None
+    splits = [s for s in splits if any(k[1] == s for k in lines)]
+    fig, axes = plt.subplots(1, len(splits), figsize=(4.8 * len(splits), 4), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        for arm in arms:
+            if (arm, split) in lines:
+                x, y = lines[arm, split]
+                ax.plot(x, y, marker="o", ms=3, label=arm, color=_colour(arm))
+        init = study.success("init", split, "last")
+        if init:
+            ax.axhline(100 * init[0], color="#555555", ls="--", lw=1, label="init")
+        role = "OOD" if split in study.ood_splits else "ID"
+        ax.set_title(f"{split} ({role})")
+        ax.set_xlabel("training GFLOPs: 6N(D_init+D) + 2N·D_buffer")
         ax.set_ylabel("success (%)")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8, loc="best")

@@ -265,6 +265,7 @@ def write_report(root: str | Path) -> Path:
     made = {
         "curves": figures.success_curves(study, fig_dir / "success_vs_step.png"),
         "scatter": figures.id_vs_ood(study, fig_dir / "id_vs_ood.png", which),
+        "gflops": figures.success_vs_gflops(study, fig_dir / "success_vs_gflops.png"),
         "hist": figures.pass_rate_histogram(study, fig_dir / "pass_rate_hist.png"),
         "ablation": figures.hard_ratio(study, fig_dir / "hard_ratio.png", which),
         "grad": figures.grad_norms(study, fig_dir / "grad_norms.png"),
@@ -300,6 +301,7 @@ def write_report(root: str | Path) -> Path:
     lines += ["## Curves to the full budget", ""]
     lines += image("curves", "Success vs training step")
     lines += image("scatter", "ID vs OOD success per arm")
+    lines += image("gflops", "OOD success vs training GFLOPs (the study's compute)")
     lines += ["## Difficulty", ""]
     for start, d in sorted(study.difficulty.items()):
         lines.append(f"- start {start}: {d['n']} training samples, k={d['k']} rollouts at "
@@ -309,6 +311,10 @@ def write_report(root: str | Path) -> Path:
     lines += [""] + image("hist", "Pass-rate histogram")
     lines += image("grad", "Per-bucket gradient norm during SFT")
     lines += ["## Hard-ratio ablation", ""] + image("ablation", "SFT-EM plus hard samples")
+    from gengap.report.rl_claims import v_table
+
+    if table := v_table(study, which):
+        lines += ["## Verification-iteration ablation (equal compute)", ""] + table
     lines += ["## Cost", ""] + budget_table(study)
     lines += zero_std_lines(study) + [""]
     lines += image("cost", "Cost per arm")

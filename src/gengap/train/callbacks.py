@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from gengap import cost
 from gengap.cost import Clock, now
 from gengap.io import read_jsonl, write_json, write_jsonl
 from gengap.train.common import TrainRecipe
@@ -57,8 +58,12 @@ class CurveCallback(TrainerCallback):
     file (a resumed run) are not evaluated again.
     """
 
-    def __init__(self, eval_fn: EvalFn, every: int, path: str | Path, *, at_start: bool = True):
+    def __init__(self, eval_fn: EvalFn, every: int, path: str | Path, *, at_start: bool = True,
+                 budget: BudgetCallback | None = None):
         self.eval_fn, self.every, self.path, self.at_start = eval_fn, every, Path(path), at_start
+        # With a budget, each row also carries the study's FLOPs at that step (`gflops`): the
+        # report plots success against training compute.
+        self.budget = budget
         self.rows = [row for _, row in read_jsonl(self.path)] if self.path.is_file() else []
         self.clock = Clock()
 
@@ -73,9 +78,15 @@ class CurveCallback(TrainerCallback):
         with self.clock:
             results = self.eval_fn(model, processing_class, step)
         epoch = round(state.epoch or 0.0, 4)
+        compute = {}
+        if self.budget is not None:
+            study = self.budget.budget(state)["study_flops"]
+            compute = {"gflops": study["gflops"], "tokens_trained": study["D"],
+                       "tokens_buffer": study["D_buffer"]}
         for split, metrics in results.items():
             scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-            self.rows.append({"step": step, "epoch": epoch, "split": split, **scalars})
+            self.rows.append({"step": step, "epoch": epoch, "split": split, **scalars,
+                              **compute})
         write_jsonl(self.path, self.rows)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -167,13 +178,21 @@ class BudgetCallback(TrainerCallback):
 
     def __init__(self, path: str | Path, static: dict[str, Any],
                  flops: Callable[[int], dict[str, float]], excluded: Sequence[Any] = (),
-                 *, resumed: bool = False):
+                 *, resumed: bool = False, start: Mapping[str, Any] | None = None,
+                 generated: Callable[[], int] | None = None):
         self.path, self.static, self.flops, self.excluded = Path(path), static, flops, excluded
+        # The study's FLOPs: D_init from the start checkpoint (`cost.start_tokens`), D_buffer
+        # from `generated` (tokens sampled into the rollout buffer so far; None: SFT, none).
+        self.start_record = dict(start or {"tokens_trained": 0, "tokens_buffer": 0,
+                                           "known": False})
+        self.generated = generated
         self.prior_seconds = self.prior_cpu = 0.0
+        self.prior_generated = 0
         if resumed and self.path.is_file():
             old = json.loads(self.path.read_text())
             self.prior_seconds = old.get("wall_seconds", 0.0)
             self.prior_cpu = old.get("cpu_seconds") or 0.0
+            self.prior_generated = (old.get("study_flops") or {}).get("D_buffer_run", 0)
         self.start, self.start_cpu = now()
         self.last: dict[str, Any] = {}  # the budget as last written
 
@@ -203,6 +222,14 @@ class BudgetCallback(TrainerCallback):
             "tokens": tokens,
             "flops": {**flops, "total": sum(flops.values())},
         }
+        generated = self.prior_generated + (self.generated() if self.generated else 0)
+        study = cost.study_flops(
+            int(self.static["parameters"]), trained_tokens=tokens, buffer_tokens=generated,
+            init_tokens=int(self.start_record["tokens_trained"]),
+            init_buffer_tokens=int(self.start_record["tokens_buffer"]))
+        out["study_flops"] = {**study, "D_buffer_run": generated,
+                              "D_init_known": bool(self.start_record.get("known"))}
+        out["gflops"] = study["gflops"]
         zero_std = [log["frac_reward_zero_std"] for log in state.log_history
                     if log.get("frac_reward_zero_std") is not None]
         if zero_std:
@@ -216,6 +243,10 @@ class BudgetCallback(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._write(state)
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            cost.write_compute(checkpoint, self.last["study_flops"], step=state.global_step,
+                               kind=self.static.get("kind"))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._write(state)
@@ -237,3 +268,18 @@ class DivergenceGuard(TrainerCallback):
                 where=args.output_dir,
                 hint="lower the learning rate; the run directory keeps the last good checkpoint",
             )
+
+
+class FlopsLimit(TrainerCallback):
+    """Stop training once the study's FLOPs (`BudgetCallback`'s, D_init included) reach
+    `max_gflops`: arms matched in compute rather than in steps (`steps` is then a cap)."""
+
+    def __init__(self, budget: BudgetCallback, max_gflops: float):
+        self.budget, self.max_gflops = budget, max_gflops
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.budget.budget(state)["study_flops"]["gflops"] >= self.max_gflops:
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+

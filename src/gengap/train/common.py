@@ -73,6 +73,9 @@ class TrainRecipe:
     bf16: bool | None = None  # None: bf16 on GPUs that support it
     gradient_checkpointing: bool = False  # saves GPU memory on real checkpoints, slows CPU runs
     resume: bool = True  # continue from the last checkpoint in `out`
+    # Compute matching: stop when the study's FLOPs (6N(D_init + D) + 2N*D_buffer, in GFLOPs)
+    # reach this; `steps` is then only a cap. None: train `steps` steps.
+    max_gflops: float | None = None
 
     def validate(self) -> None:
         """Raise `InputError` for values no run can use."""
@@ -83,6 +86,8 @@ class TrainRecipe:
                 raise InputError(f"{key!r} must be >= 1, got {getattr(self, key)}")
         if self.learning_rate <= 0:
             raise InputError(f"'learning_rate' must be > 0, got {self.learning_rate}")
+        if self.max_gflops is not None and self.max_gflops <= 0:
+            raise InputError(f"'max_gflops' must be > 0, got {self.max_gflops}")
         if self.eval_every is not None and self.eval_every < 0:
             raise InputError(f"'eval_every' must be >= 0, got {self.eval_every}")
         if self.steps_between_evals and self.eval_splits == []:
@@ -327,3 +332,40 @@ def save_final(trainer: Any, processing_class: Any, out: Path, *, merge: bool = 
         model.save_pretrained(tmp)
         processing_class.save_pretrained(tmp)
     return final
+
+
+def compute_callbacks(recipe: TrainRecipe, out: Path, static: dict[str, Any], flops: Any,
+                      side: list[Any], eval_fn: Any, *, last: str | None, start: str | Path,
+                      generated: Any = None) -> list[Any]:
+    """The budget (with the study's FLOPs from the start's D_init), the curve (each row with
+    its GFLOPs), the FLOPs limit when `max_gflops` is set, and the divergence guard, in the
+    order the trainer must see them (budget first: its clock starts before step-0 evals)."""
+    from gengap.cost import start_tokens
+    from gengap.train.callbacks import BudgetCallback, CurveCallback, DivergenceGuard, FlopsLimit
+
+    every = recipe.steps_between_evals
+    curve = (CurveCallback(eval_fn, every, out / "curve.jsonl", at_start=recipe.eval_at_start)
+             if every else None)
+    excluded = [c for c in (curve, *side) if c is not None]
+    budget = BudgetCallback(out / "budget.json", {**static, "max_gflops": recipe.max_gflops},
+                            flops, excluded, resumed=last is not None,
+                            start=start_tokens(start), generated=generated)
+    if curve is not None:
+        curve.budget = budget
+    callbacks = [budget, *excluded, DivergenceGuard()]
+    if recipe.max_gflops is not None:
+        callbacks.append(FlopsLimit(budget, recipe.max_gflops))
+    return callbacks
+
+
+def finish(trainer: Any, loaded: Any, recipe: TrainRecipe, out: Path,
+           budget: Any) -> TrainResult:
+    """Save final/ with its compute record and return the run's result."""
+    from gengap.cost import write_compute
+
+    final = save_final(trainer, loaded.processor, out, merge=recipe.merge_adapters,
+                       base=loaded.path)
+    write_compute(final, budget.last["study_flops"], step=trainer.state.global_step,
+                  kind=budget.static.get("kind"))
+    return TrainResult(out, final, budget.last, read_curve(out))
+

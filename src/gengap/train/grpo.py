@@ -18,25 +18,19 @@ from typing import Any, Literal
 from gengap import cost
 from gengap.errors import InputError
 from gengap.io import write_json
-from gengap.train.callbacks import (
-    BudgetCallback,
-    CurveCallback,
-    DivergenceGuard,
-    EvalFn,
-    task_eval_fn,
-)
+from gengap.train.callbacks import EvalFn, task_eval_fn
 from gengap.train.common import (
     TrainRecipe,
     TrainResult,
+    compute_callbacks,
     count_parameters,
+    finish,
     finished_result,
     load_for_training,
     lora_config,
     prepare_run_dir,
-    read_curve,
     resolve_task,
     run_dir,
-    save_final,
     trainer_arguments,
 )
 
@@ -62,6 +56,18 @@ class GRPORecipe(TrainRecipe):
     epsilon: float = 0.2
     mask_truncated_completions: bool = False
     filter_by_difficulty: str | None = None  # a `gengap difficulty` run: drop pass rate 0 or 1
+    # Online difficulty filter (TRL lacks one, issue #3708): drop groups whose rewards do not
+    # vary and score fresh prompts until the batch is full (at most `online_max_refills`).
+    online_filter: bool = False
+    online_max_refills: int = 4
+    # Multi-turn: episodes of `verify_iters` attempts (None: the task's) through TRL's
+    # rollout_func, feedback tokens masked out of the loss; `reward` is then the episode's
+    # (shaped: the sum of its steps' rewards; binary: success within the episode).
+    # turn_mode "episode" trains whole episodes, "decision" one row per decision point
+    # (needed when later turns bring new images, which TRL cannot carry); "auto" picks.
+    multi_turn: bool = False
+    verify_iters: int | None = None
+    turn_mode: Literal["auto", "episode", "decision"] = "auto"
     use_vllm: bool = False
     vllm_mode: str = "colocate"
     log_completions: bool = False
@@ -76,6 +82,13 @@ class GRPORecipe(TrainRecipe):
         if self.filter_by_difficulty and not Path(self.filter_by_difficulty).is_dir():
             raise InputError(f"no difficulty run at {self.filter_by_difficulty}",
                              where="filter_by_difficulty", hint="run `gengap difficulty` first")
+        if self.verify_iters is not None and self.verify_iters < 1:
+            raise InputError(f"'verify_iters' must be >= 1, got {self.verify_iters}")
+        if self.online_max_refills < 0:
+            raise InputError("'online_max_refills' must be >= 0")
+        if self.multi_turn and self.use_vllm:
+            raise InputError("multi_turn episodes sample with gengap's HF sampler",
+                             hint="use_vllm=false with multi_turn=true")
         self.per_device_batch(self.num_generations)
 
 
@@ -100,17 +113,31 @@ def prompt_rows(task: Any, samples: Sequence[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def make_reward(task: Any, samples: Sequence[Any], mode: str = "shaped") -> Callable[..., list]:
+class TokenCount:
+    """Tokens the policy generated into the rollout buffer (the study's D_buffer)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> int:
+        return self.n
+
+
+def make_reward(task: Any, samples: Sequence[Any], mode: str = "shaped",
+                generated: TokenCount | None = None) -> Callable[..., list]:
     """A TRL reward function: the task's verdict for each completion.
 
     TRL passes the dataset columns as keyword lists (one entry per completion); the sample is
     found by its `INDEX_COLUMN` position in `samples`. `mode`: "shaped" = the verdict's reward
     (the study's table), "binary" = 1.0 if correct else 0.0. Logs `accuracy` (share correct).
+    `generated` counts the completion tokens it judges (D_buffer of single-turn rollouts).
     """
     if mode not in ("shaped", "binary"):
         raise InputError(f"unknown reward {mode!r}", hint="shaped or binary")
 
     def reward(prompts: list, completions: list, **columns: Any) -> list[float]:
+        if generated is not None:
+            generated.n += sum(len(ids) for ids in columns.get("completion_ids") or [])
         rewards, correct = [], []
         for i, completion in enumerate(completions):
             text = completion[-1]["content"] if isinstance(completion, list) else completion
@@ -211,16 +238,19 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
                              where=recipe.filter_by_difficulty,
                              hint="every prompt has pass rate 0 or 1: train without the filter")
     samples = [task.sample(recipe.split, i, recipe.data_seed) for i in indices]
-    dataset = Dataset.from_list(prompt_rows(task, samples))
-
     loaded = load_for_training(recipe.model, recipe, task)
+    generated = TokenCount()
+    max_new = recipe.max_completion_length or task.max_new_tokens
+    rows, reward_fn, rollout_func, mode = _setup(recipe, task, samples, loaded, generated,
+                                                 max_new)
+    dataset = Dataset.from_list(rows)
     from gengap.models.compat import check_trainable
 
     check_trainable(loaded.model, "grpo")
     config = GRPOConfig(
         **trainer_arguments(recipe, recipe.per_device_batch(recipe.num_generations)),
         num_generations=recipe.num_generations,
-        max_completion_length=recipe.max_completion_length or task.max_new_tokens,
+        max_completion_length=max_new,
         temperature=recipe.temperature, top_p=recipe.top_p, top_k=recipe.top_k,
         beta=recipe.beta, loss_type=recipe.loss_type, scale_rewards=recipe.scale_rewards,
         num_iterations=recipe.num_iterations, epsilon=recipe.epsilon,
@@ -228,30 +258,69 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
         use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
         log_completions=recipe.log_completions,
     )
-    trainer = GRPOTrainer(
-        model=loaded.model, reward_funcs=[make_reward(task, samples, recipe.reward)],
-        args=config, train_dataset=dataset, processing_class=loaded.processor,
-        peft_config=lora_config(recipe),
+    trainer_class = GRPOTrainer
+    if rollout_func is not None:
+        from gengap.train.multiturn import inputs_aware
+
+        trainer_class = inputs_aware(trainer_class)
+    if recipe.online_filter:
+        from gengap.train.online_filter import online_filter_trainer
+
+        trainer_class = online_filter_trainer(trainer_class, max_refills=recipe.online_max_refills,
+                                              seed=recipe.seed)
+    trainer = trainer_class(
+        model=loaded.model, reward_funcs=[reward_fn], args=config, train_dataset=dataset,
+        processing_class=loaded.processor, peft_config=lora_config(recipe),
+        rollout_func=rollout_func,
     )
     n_params, trainable = count_parameters(trainer.model)
-    side: list[Any] = []
-    if recipe.steps_between_evals:
-        side.append(CurveCallback(eval_fn or task_eval_fn(recipe), recipe.steps_between_evals,
-                                  out / "curve.jsonl", at_start=recipe.eval_at_start))
     static = {
         "kind": "grpo", "steps": recipe.steps, "prompts_per_step": recipe.batch_size,
         "completions_per_step": recipe.batch_size * recipe.num_generations,
         "dataset_rows": len(dataset), "learning_rate": recipe.learning_rate,
         "lr_scheduler_type": recipe.lr_scheduler_type, "lora": recipe.lora,
         "parameters": n_params, "trainable_parameters": trainable, "reward": recipe.reward,
-        "difficulty_filter": filter_info,
+        "difficulty_filter": filter_info, "online_filter": recipe.online_filter,
+        "multi_turn": mode, "verify_iters": recipe.verify_iters or task.verify_iters
+        if recipe.multi_turn else 1,
     }
-    budget = BudgetCallback(out / "budget.json", static, grpo_flops(n_params, recipe), side,
-                            resumed=last is not None)
-    for callback in (budget, *side, DivergenceGuard()):  # budget first: its clock starts
-        trainer.add_callback(callback)  # before step-0 evals
+    callbacks = compute_callbacks(recipe, out, static, grpo_flops(n_params, recipe), [],
+                                  eval_fn or task_eval_fn(recipe), last=last,
+                                  start=loaded.path, generated=generated)
+    for callback in callbacks:
+        trainer.add_callback(callback)
 
     trainer.train(resume_from_checkpoint=last)
-    final = save_final(trainer, loaded.processor, out, merge=recipe.merge_adapters,
-                       base=loaded.path)
-    return TrainResult(out, final, budget.last, read_curve(out))
+    return finish(trainer, loaded, recipe, out, callbacks[0])
+
+
+def _setup(recipe: GRPORecipe, task: Any, samples: list[Any], loaded: Any,
+           generated: TokenCount, max_new: int) -> tuple[list[dict[str, Any]], Any, Any, str]:
+    """(dataset rows, reward function, rollout_func or None, turn mode) of the recipe."""
+    name = f"{''.join(c if c.isalnum() else '_' for c in task.name)}_{recipe.reward}"
+    if not recipe.multi_turn:
+        return (prompt_rows(task, samples), make_reward(task, samples, recipe.reward, generated),
+                None, "single")
+    from gengap.train import multiturn
+
+    v = recipe.verify_iters
+    mode = recipe.turn_mode
+    if mode == "auto":
+        mode = "decision" if task.modality == "image" and multiturn.new_images_later(
+            task, samples[0], v) else "episode"
+    if mode == "decision":
+        rows = multiturn.decision_rows(task, samples, loaded.model, loaded.processor,
+                                       verify_iters=v, temperature=recipe.temperature,
+                                       max_new_tokens=max_new, index_column=INDEX_COLUMN,
+                                       seed=recipe.seed)
+        reward = multiturn.decision_reward_fn(task, samples, verify_iters=v, mode=recipe.reward,
+                                              index_column=INDEX_COLUMN, name=name,
+                                              generated=generated)
+        return rows, reward, None, "decision"
+    rollout = multiturn.EpisodeRollout(task, samples, index_column=INDEX_COLUMN,
+                                       verify_iters=v, reward=recipe.reward,
+                                       processor=loaded.processor, max_new_tokens=max_new,
+                                       top_k=recipe.top_k, top_p=recipe.top_p,
+                                       seed=recipe.seed, generated=generated)
+    return prompt_rows(task, samples), multiturn.episode_reward_fn(name), rollout, "episode"
+

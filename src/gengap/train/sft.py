@@ -15,26 +15,19 @@ from typing import Any
 from gengap.cost import sft_flops
 from gengap.difficulty.estimate import BUCKETS
 from gengap.errors import InputError
-from gengap.train.callbacks import (
-    BucketGradNormCallback,
-    BudgetCallback,
-    CurveCallback,
-    DivergenceGuard,
-    EvalFn,
-    task_eval_fn,
-)
+from gengap.train.callbacks import BucketGradNormCallback, EvalFn, task_eval_fn
 from gengap.train.common import (
     TrainRecipe,
     TrainResult,
+    compute_callbacks,
     count_parameters,
+    finish,
     finished_result,
     load_for_training,
     lora_config,
     prepare_run_dir,
-    read_curve,
     resolve_task,
     run_dir,
-    save_final,
     trainer_arguments,
 )
 
@@ -138,10 +131,6 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
                                                loaded.processor)
     n_params, trainable = count_parameters(trainer.model)
     side: list[Any] = []
-    every = recipe.steps_between_evals
-    if every:
-        side.append(CurveCallback(eval_fn or task_eval_fn(recipe), every, out / "curve.jsonl",
-                                  at_start=recipe.eval_at_start))
     if probes:
         side.append(BucketGradNormCallback(trainer, list(probes), recipe.grad_norm_every,
                                            out / "grad_norms.jsonl"))
@@ -152,15 +141,13 @@ def _train(recipe: Any, task: Any, out: Path, last: str | None,
         "parameters": n_params, "trainable_parameters": trainable, "data": recipe.data,
         "buckets": _bucket_counts(dataset),
     }
-    budget = BudgetCallback(out / "budget.json", static, sft_flops(n_params, recipe.lora), side,
-                            resumed=last is not None)
-    for callback in (budget, *side, DivergenceGuard()):  # budget first: its clock starts
-        trainer.add_callback(callback)  # before step-0 evals
+    callbacks = compute_callbacks(recipe, out, static, sft_flops(n_params, recipe.lora), side,
+                                  eval_fn or task_eval_fn(recipe), last=last, start=loaded.path)
+    for callback in callbacks:
+        trainer.add_callback(callback)
 
     trainer.train(resume_from_checkpoint=last)
-    final = save_final(trainer, loaded.processor, out, merge=recipe.merge_adapters,
-                       base=loaded.path)
-    return TrainResult(out, final, budget.last, read_curve(out))
+    return finish(trainer, loaded, recipe, out, callbacks[0])
 
 
 def _bucket_counts(dataset: Any) -> dict[str, int] | None:

@@ -25,8 +25,8 @@ from gengap.io import write_json
 from gengap.models import load_model
 from gengap.runinfo import run_metadata
 from gengap.train.common import TrainRecipe, recipe_task
-from gengap.train.grpo import GRPORecipe, train_grpo
-from gengap.train.sft import SFTRecipe, load_sft_data, train_sft
+from gengap.train.grpo import GRPORecipe
+from gengap.train.sft import SFTRecipe, load_sft_data
 
 
 def id_validation_success(
@@ -56,7 +56,7 @@ def validation_indices(recipe: TrainRecipe, n: int, start: int | None,
     if found := task.with_role("validation"):
         split = found[0].name
         return split, 0, range(task.count(split, n, where="sweep_val_n"))
-    if isinstance(recipe, GRPORecipe):
+    if hasattr(recipe, "n_prompts"):  # RL arms (GRPO, PPO) train on a split's first prompts
         split, seed = recipe.split or task.split_for("train"), recipe.data_seed
         first_free = task.count(split, recipe.n_prompts, default=2000)
     elif meta_path(recipe.data).is_file():
@@ -109,8 +109,10 @@ def pick_lr(
     if extend < 0:
         raise InputError(f"'extend' must be >= 0, got {extend}")
     out = Path(out_dir)
-    kind = "grpo" if isinstance(recipe, GRPORecipe) else "sft"
-    train = train_grpo if kind == "grpo" else train_sft
+    from gengap.train import RECIPES, TRAINERS
+
+    kind = next(k for k, cls in RECIPES.items() if isinstance(recipe, cls))
+    train = TRAINERS[kind]
     task = recipe_task(recipe)
     split, seed, indices = validation_indices(recipe, val_n, val_start, task)
     sweep_path = out / "lr_sweep.json"

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Build (once) a separate virtual environment with verl, for gengap's verl round-trip test:
+# the exported Parquet read by verl's RLHFDataset, the exported reward module loaded by its
+# get_custom_reward_fn, and its compute_gae_advantage_return against gengap's GAE.
+#
+# Why a separate environment: verl 0.9 pins an older transformers (< 5.11) than the main
+# environment's, and pulls Ray. torch is held at the local CPU build (torch==2.13.0, a
+# constraint): without it pip fetches a multi-GB CUDA torch. Nothing here needs a GPU or a
+# rollout engine: only verl's dataset, reward loading and advantage code are used.
+#
+# Usage: scripts/verl_env.sh [VENV_DIR]   (default .venv-verl; PYTHON=... picks the interpreter)
+# Idempotent: a stamp file (holding the build's seconds) marks a finished build; a failed
+# build leaves no stamp and is retried.
+set -euo pipefail
+
+VENV="${1:-.venv-verl}"
+PYTHON="${PYTHON:-python3}"
+STAMP="$VENV/.gengap-verl-ok"
+VERL_SPEC="${GENGAP_VERL_SPEC:-verl==0.9.1}"
+
+if [[ -f "$STAMP" ]]; then
+    exit 0
+fi
+
+pipq() {
+    "$VENV/bin/pip" "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
+start=$(date +%s)
+rm -rf "$VENV"
+"$PYTHON" -m venv "$VENV"
+pipq install --quiet --upgrade pip
+CONSTRAINTS="$VENV/constraints.txt"
+echo "torch==2.13.0" > "$CONSTRAINTS"
+pipq install --quiet -c "$CONSTRAINTS" "torch==2.13.0" "$VERL_SPEC" pyarrow pandas pillow \
+    pytest
+"$VENV/bin/python" - <<'PY'
+from verl.trainer.ppo import core_algos  # noqa: F401
+from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: F401
+from verl.utils.dataset.rl_dataset import RLHFDataset  # noqa: F401
+PY
+echo "$(($(date +%s) - start))" > "$STAMP"
+echo "built $VENV in $(cat "$STAMP") s"

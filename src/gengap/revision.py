@@ -1,0 +1,156 @@
+"""The revision phase of the tiny model's cold start: learning to use a verification turn.
+
+A cold start that only ever saw first turns gives the model no reason to answer a failure
+turn differently: with V attempts its success within V equals its first-attempt success. The
+study's models arrive with an instruction-tuned prior that reads feedback; this phase gives
+the tiny model one, from **its own failed attempts**:
+
+1. the cold-started model plays retry episodes (`Task.episode`, up to `attempts` + 1 tries)
+   on fresh warmup samples at `temperature`;
+2. every observation that follows a failed attempt -- the conversation with the model's
+   wrong answer and the verifier's feedback (``You failed this trial because ...``) -- becomes
+   a training row whose completion is the **oracle answer** (`Task.target`);
+3. a `plain_share` of first-turn rows (prompt -> oracle answer) keeps first attempts as good;
+4. one `SFTTrainer` pass, like every cold-start phase.
+
+The oracle answer after feedback fits retry episodes (the same question asked again). A task
+whose episodes move to a new state after a step (navigation) would need the right action for
+that state; its `coldstart_recipe` should not ask for this phase until the contract offers a
+per-observation target.
+
+`ColdStartRecipe.revision` (a dict of `RevisionPhase` fields) turns it on: the checkpoint is
+the task's ordinary cold start (cached, trained first if needed) plus this phase, cached
+under its own key. `measure_revision` reports first-attempt success and success within V.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from gengap.errors import InputError
+
+
+@dataclass
+class RevisionPhase:
+    """Settings of the revision phase (keys of `ColdStartRecipe.revision`)."""
+
+    steps: int = 150
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+    attempts: int = 2  # failed attempts a row may carry before the oracle answer
+    temperature: float = 0.9  # the model's own attempts are sampled, as in RL
+    plain_share: float = 0.3  # first-turn rows mixed in (prompt -> oracle answer)
+    lr_scheduler_type: str = "cosine"
+    warmup_fraction: float = 0.05
+    chunk: int = 256  # warmup samples played per sampling round
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.attempts < 1 or self.chunk < 1:
+            raise InputError("revision: steps, batch_size, attempts and chunk must be >= 1")
+        if not 0 <= self.plain_share < 1:
+            raise InputError(f"revision: plain_share must lie in [0, 1), got {self.plain_share}")
+        if self.temperature <= 0:
+            raise InputError("revision: temperature must be > 0 (the failures are sampled)")
+
+
+def revision_phase(settings: dict[str, Any]) -> RevisionPhase:
+    """`RevisionPhase` from a recipe dict, checked."""
+    try:
+        phase = RevisionPhase(**settings)
+    except TypeError as exc:
+        raise InputError(f"bad revision setting: {exc}",
+                         hint=f"keys: {', '.join(RevisionPhase.__dataclass_fields__)}") from None
+    phase.validate()
+    return phase
+
+
+def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *, split: str,
+                  first_index: int, seed: int) -> tuple[list[Any], list[str], list[Any], dict]:
+    """(prompts, completions, images, stats) of the phase: observations after the model's
+    own failures -> oracle answers, plus first-turn rows, `steps x batch_size` in all."""
+    from gengap.rollout import SamplingParams, make_sampler, run_episodes
+    from gengap.train.turns import replay
+
+    rows = phase.steps * phase.batch_size
+    want_plain = round(rows * phase.plain_share)
+    want_revision = rows - want_plain
+    rng = random.Random(f"{seed}/revision")
+    size = task.split(split).size
+    sampler = make_sampler(model, processor)
+    params = SamplingParams(k=1, temperature=phase.temperature, top_k=50,
+                            max_new_tokens=task.max_new_tokens, seed=seed)
+    revision: list[tuple[Any, Any]] = []  # (observation, sample)
+    plain: list[Any] = []
+    played = failed_first = 0
+    index = first_index
+    while len(revision) < want_revision:
+        if played > 50 * rows:
+            raise InputError("revision: the model rarely fails, too few failure rows",
+                             hint="lower plain_share or skip the revision phase")
+        samples = [task.sample(split, (index + j) % size if size else index + j, seed)
+                   for j in range(phase.chunk)]
+        index += phase.chunk
+        played += len(samples)
+        for result in run_episodes(sampler, task, _distinct(samples), params,
+                                   verify_iters=phase.attempts + 1):
+            turns = replay(task, result, phase.attempts + 1)
+            failed_first += not turns[0].verdict.correct
+            for turn in turns[1:]:  # each of these follows a failed attempt
+                revision.append((turn.observation, result.sample))
+            if len(plain) < want_plain:
+                plain.append(result.sample)
+    rng.shuffle(revision)
+    revision = revision[:want_revision]
+    while len(plain) < want_plain:  # more first-turn rows than episodes played: repeat
+        plain.append(plain[len(plain) % max(1, len(plain))])
+    prompts, completions, images = [], [], []
+    for observation, sample in revision:
+        prompts.append(observation.messages)
+        completions.append(task.target(sample))
+        images.append(list(observation.images))
+    for sample in plain:
+        prompts.append(task.messages(sample))
+        completions.append(task.target(sample))
+        images.append(task.images(sample))
+    order = list(range(len(prompts)))
+    rng.shuffle(order)
+    stats = {"rows": len(order), "revision_rows": len(revision), "plain_rows": len(plain),
+             "episodes_played": played,
+             "first_attempt_failure_rate": round(failed_first / max(1, played), 4),
+             "next_index": index}
+    return ([prompts[i] for i in order], [completions[i] for i in order],
+            [images[i] for i in order], stats)
+
+
+def _distinct(samples: list[Any]) -> list[Any]:
+    seen, out = set(), []
+    for s in samples:
+        if s.id not in seen:
+            seen.add(s.id)
+            out.append(s)
+    return out
+
+
+def measure_revision(model: Any, processor: Any, task: Any, splits: list[str], *, n: int = 200,
+                     verify_iters: int | None = None, temperature: float = 0.0,
+                     seed: int = 0) -> dict[str, dict[str, float]]:
+    """First-attempt success and success within V (greedy by default) per split."""
+    from gengap.rollout import SamplingParams, make_sampler, run_episodes
+
+    v = verify_iters or task.verify_iters
+    sampler = make_sampler(model, processor)
+    out = {}
+    for split in splits:
+        count = min(n, task.split(split).size or n)
+        samples = [task.sample(split, i, seed) for i in range(count)]
+        results = run_episodes(sampler, task, samples, SamplingParams(
+            k=1, temperature=temperature, top_k=50 if temperature else 0,
+            max_new_tokens=task.max_new_tokens, seed=seed), verify_iters=v)
+        first = sum(bool(r.verdicts[0].correct) for r in results) / count
+        within = sum(r.success for r in results) / count
+        out[split] = {"first_attempt": first, f"within_{v}": within,
+                      "gain": within - first, "mean_attempts":
+                      sum(len(r.attempts) for r in results) / count, "n": count, "V": v}
+    return out
