@@ -120,6 +120,11 @@ def test_shipped_recipes_load(tmp_path: Path) -> None:
         if "grpo" in path.name:
             recipe = load_recipe(GRPORecipe, path, [], model="tiny", out=str(tmp_path))
             assert recipe.num_generations == 8 and recipe.beta == pytest.approx(0.04)
+        elif "ppo" in path.name:
+            from gengap.train.ppo_config import PPORecipe
+
+            ppo = load_recipe(PPORecipe, path, [], model="tiny", out=str(tmp_path))
+            assert ppo.gamma == pytest.approx(0.9) and ppo.lam == pytest.approx(0.95)
         else:
             load_recipe(SFTRecipe, path, [], model="tiny", out=str(tmp_path), data=str(data))
 
