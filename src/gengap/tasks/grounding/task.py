@@ -12,7 +12,7 @@ Generated splits (all unbounded; each reads its own random stream):
 
 | split             | role       | axis              | holds                                     |
 |-------------------|------------|-------------------|-------------------------------------------|
-| warmup            | warmup     |                   | 55% id, 15% each OOD variant (the prior)  |
+| warmup            | warmup     |                   | 30% single objects, 40% id, 10% each OOD  |
 | train, validation | train, val |                   | id: attributes, or left of / above / ...  |
 | test              | test       |                   | id                                        |
 | test-ood-visual   | ood        | visual            | unseen backgrounds and shape styles       |
@@ -69,7 +69,7 @@ GENERATED_SPLITS = {  # name -> (role, axis, variant)
     "test-ood-long": ("ood", "expression-length", "long"),
     "test-ood-relation": ("ood", "relation-words", "relation"),
 }
-WARMUP_MIX = (("id", 0.55), ("visual", 0.15), ("long", 0.15), ("relation", 0.15))
+WARMUP_MIX = (("single", 0.3), ("id", 0.4), ("visual", 0.1), ("long", 0.1), ("relation", 0.1))
 # Ref-L4 / COCO size classes: box area < 32^2 small, < 96^2 medium, else large, on a
 # 640 x 480 image (generated scenes are scaled to that area first).
 _COCO_AREA = 640 * 480
@@ -163,12 +163,12 @@ class GroundingTask(TaskBase):
     coldstart_recipe: ClassVar[dict[str, dict[str, Any]]] = {"image": {
         # The tiny tower's 16 px patches on the 64 px grid scenes: one image token per cell.
         "phases": [
-            {"name": "pretrain", "steps": 600, "batch_size": 32, "learning_rate": 1e-3,
+            {"name": "pretrain", "steps": 450, "batch_size": 32, "learning_rate": 1e-3,
              "vision_learning_rate": 3e-4},
-            {"name": "sft", "steps": 120, "batch_size": 32, "learning_rate": 3e-4,
+            {"name": "sft", "steps": 90, "batch_size": 32, "learning_rate": 3e-4,
              "vision_learning_rate": 1e-4},
         ],
-        "eval_n": 100, "eval_k": 4}}
+        "eval_n": 60, "eval_k": 4}}
 
     def __init__(self, config: GroundingConfig | None = None, **options: Any):
         super().__init__(config, **options)
