@@ -36,6 +36,9 @@ def test_splits_roles_and_axes() -> None:
     assert {roles[n][1] for n in SPLITS[2:]} == {"visual", "expression-length",
                                                  "relation-words"}
     assert task.modality == "image"
+    # The warmup split mixes every variant, single-object scenes (localisation) included.
+    variants = {task.sample("warmup", i, 0).fields["variant"] for i in range(60)}
+    assert variants == {"single", "id", "visual", "long", "relation"}
 
 
 @pytest.mark.parametrize("style", ["paper", "compact"])

@@ -34,6 +34,9 @@ from gengap.tasks.grounding.scenes import (
 )
 
 VARIANTS = ("id", "visual", "long", "relation")
+# Warmup only: one object, named by its shape -- plain localisation, the detection data a real
+# VLM's pretraining holds (the tiny model's cold start cannot find objects without it).
+SINGLE = "single"
 MAX_DRAWS = 500
 
 
@@ -61,20 +64,20 @@ def _look(rng: random.Random, variant: str) -> tuple[str, str]:
 def draw_example(rng: random.Random, variant: str, *, width: int, height: int,
                  layout: str, attribute_share: float = 0.35) -> Example:
     """One example of `variant` (see the module table), from `rng`."""
-    if variant not in VARIANTS:
+    if variant not in (*VARIANTS, SINGLE):
         raise ValueError(f"unknown variant {variant!r}")
     for _ in range(MAX_DRAWS):
         background, style = _look(rng, variant)
         long = variant == "long"
-        n = rng.randint(4, 6) if long else rng.randint(2, 4)
-        kind = "relation" if long or variant == "relation" or rng.random() >= attribute_share \
-            else "attributes"
+        n = 1 if variant == SINGLE else rng.randint(4, 6) if long else rng.randint(2, 4)
+        kind = "relation" if long or variant == "relation" or (
+            variant != SINGLE and rng.random() >= attribute_share) else "attributes"
         target_attrs = (rng.choice(SHAPES), rng.choice(tuple(COLOURS)), rng.choice(SIZES))
         attrs = [target_attrs]
         if kind == "relation":
             for _ in range(2 if long else 1):
                 attrs.append((target_attrs[0], target_attrs[1], rng.choice(SIZES)))
-        else:  # an object of the same shape: the shape alone does not do
+        elif variant != SINGLE:  # an object of the same shape: the shape alone does not do
             attrs.append((target_attrs[0], rng.choice(tuple(COLOURS)), rng.choice(SIZES)))
         objects = random_objects(rng, n, width=width, height=height, layout=layout,
                                  attributes=attrs)
@@ -86,6 +89,8 @@ def draw_example(rng: random.Random, variant: str, *, width: int, height: int,
         target = order.index(0)
         if kind == "attributes":
             options = ref.unique_descs(scene, target)
+            if variant == SINGLE:  # name its colour too, as the multi-object scenes do
+                options = [ref.Desc(scene.objects[0].shape, colour=scene.objects[0].colour)]
             if not options:
                 continue
             expr = ref.Expression(rng.choice(options))
