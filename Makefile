@@ -4,13 +4,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 VLLM_VENV ?= .venv-vllm
+VERL_VENV ?= .venv-verl
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 PRESET ?= tiny-gp-text
 DEMO_OUT ?= out/demo$(if $(QUICK),-quick)
 
-.PHONY: setup test test-fast demo lint bench clean
+.PHONY: setup test test-fast test-verl demo lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,15 @@ test: setup $(VLLM_VENV)/.gengap-vllm-ok
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# verl's own venv (verl 0.9.1 pins transformers < 5.11 and pulls Ray; torch held at the CPU
+# build): ~1.9 GB and 19 min to build on a loaded 2-core machine, so it is not part of
+# `make test` (whose round-trip test skips without it). `make test-verl` builds it and runs it.
+$(VERL_VENV)/.gengap-verl-ok: scripts/verl_env.sh
+	PYTHON=$(PYTHON) bash scripts/verl_env.sh $(VERL_VENV)
+
+test-verl: setup $(VERL_VENV)/.gengap-verl-ok
+	GENGAP_VERL_VENV=$(VERL_VENV) $(BIN)/python -m pytest -q tests/test_rl_verl.py
 
 # The main job: the whole study in miniature (QUICK=1: the preset's short form; REPLICATE=1:
 # then the same preset from other starts, and whether each claim's verdict held).

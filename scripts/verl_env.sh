@@ -34,7 +34,11 @@ CONSTRAINTS="$VENV/constraints.txt"
 echo "torch==2.13.0" > "$CONSTRAINTS"
 pipq install --quiet -c "$CONSTRAINTS" "torch==2.13.0" "$VERL_SPEC" pyarrow pandas pillow \
     pytest
+# gengap itself without its dependencies: the exported reward module imports its task
+# packages on verl's workers; its training stack would fight verl's pins.
+pipq install --quiet --no-deps -e .
 "$VENV/bin/python" - <<'PY'
+import gengap.tasks.registry  # noqa: F401
 from verl.trainer.ppo import core_algos  # noqa: F401
 from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: F401
 from verl.utils.dataset.rl_dataset import RLHFDataset  # noqa: F401

@@ -15,6 +15,7 @@ MINI = [
     "steps=4", "batch_size=8", "eval_every=2", "eval_n=12", "grpo.num_generations=4",
     "sweep_val_n=8", "test_n=16", "seeds=[0]", "ppo.rollout_steps=8", "ppo.mini_batch_size=8",
     "overfit_factor=2", "grpo.max_completion_length=8", "ppo.max_completion_length=8",
+    "coldstart.revision={eval_n: 0, batch_size: 16}",
 ]
 
 

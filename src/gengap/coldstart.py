@@ -382,8 +382,8 @@ def _run_revision(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> No
     torch.manual_seed(recipe.seed)
     write_json(out / RECIPE_FILE, {"key": key, "format": COLDSTART_FORMAT, **asdict(recipe)})
     splits = [s.name for s in task.with_role("test", "ood")]
-    before = measure_revision(model, processor, task, splits, n=recipe.eval_n,
-                              seed=recipe.seed) if recipe.eval_n else {}
+    before = measure_revision(model, processor, task, splits, n=phase.eval_n,
+                              seed=recipe.seed) if phase.eval_n else {}
     split = warmup_split(task).name
     # Past every sample the base recipe's phases trained on.
     first = sum(p.steps * p.batch_size for p in recipe.phases)
@@ -403,8 +403,8 @@ def _run_revision(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> No
     model.eval()
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    after = measure_revision(model, processor, task, splits, n=recipe.eval_n,
-                             seed=recipe.seed) if recipe.eval_n else {}
+    after = measure_revision(model, processor, task, splits, n=phase.eval_n,
+                             seed=recipe.seed) if phase.eval_n else {}
     base_compute = read_compute(base) or {"tokens_trained": 0}
     from gengap.models.tiny import count_parameters
 

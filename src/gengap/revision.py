@@ -45,6 +45,7 @@ class RevisionPhase:
     lr_scheduler_type: str = "cosine"
     warmup_fraction: float = 0.05
     chunk: int = 256  # warmup samples played per sampling round
+    eval_n: int = 200  # episodes per test split for the before / after measurement (0: off)
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.attempts < 1 or self.chunk < 1:

@@ -80,7 +80,8 @@ class StudyConfig:
     # FLOPs ("SFT Memorizes, RL Generalizes": 6N(D_init + D) [+ 2N*D_buffer for RL]): the
     # `match_arm` (default: the first arm) trains `steps` steps and every other arm of the
     # start trains until it has spent as many FLOPs (at most `match_max_factor` x `steps`);
-    # arms with a start of their own (<rl>-nowarmup, <rl>-from-overfit) train `steps`.
+    # arms with a start of their own (<rl>-nowarmup, <rl>-from-overfit) train `steps`, and
+    # sft-overfit `overfit_factor` x `steps`.
     match: Literal["steps", "flops"] = "steps"
     match_arm: str | None = None
     match_max_factor: float = 10.0
@@ -491,8 +492,10 @@ class Study:
                                      learning_rate=lr)
         # Arms from another start (fresh weights, another arm's checkpoint) train `steps`:
         # their D_init differs, so a shared total would starve or flood them.
-        if self.match_arm is not None and arm != self.match_arm and not self.arms[arm].get(
-                "start"):
+        # sft-overfit trains its own multiple of `steps` (over-fitting is its point).
+        spec = self.arms[arm]
+        if (self.match_arm is not None and arm != self.match_arm and not spec.get("start")
+                and not spec.get("steps_factor")):
             recipe = dataclasses.replace(
                 recipe, max_gflops=self.flops_target(start, seed),
                 steps=max(recipe.steps, round(recipe.steps * self.config.match_max_factor)))
