@@ -66,7 +66,7 @@ COLDSTART: dict[str, dict[str, Any]] = {
     "image": {"init_decoder_from_text": True,
               "model": {"vision_image_size": 128, "vision_patch_size": 16},
               "phases": [
-                  {"name": "sft", "steps": 300, "batch_size": 16, "learning_rate": 5e-4,
+                  {"name": "sft", "steps": 150, "batch_size": 16, "learning_rate": 5e-4,
                    "vision_learning_rate": 2e-4},
               ], "eval_n": 24, "eval_k": 2},
 }
