@@ -55,15 +55,17 @@ def paper_target(answer: str) -> str:
 
 
 def read_answer(completion: str, style: str) -> str | None:
-    """The answer of a completion: the last ``<answer>...</answer>`` (reasoning-gym's
-    `extract_answer`), else, for compact prompts only, the whole stripped completion."""
-    from reasoning_gym.utils import extract_answer
-
+    """The answer of a completion: the text between the last ``</answer>`` and the last
+    ``<answer>`` before it, stripped (reasoning-gym's `extract_answer` takes the last match of
+    a non-greedy regex, which rescans the text from every unclosed tag; this is linear and the
+    same on well-formed text). Without tags: the whole stripped completion for compact prompts,
+    None for paper prompts (which ask for the tags)."""
     completion = completion[:MAX_COMPLETION_CHARS]
-    if "<answer>" in completion:
-        answer = extract_answer(completion)
-        if answer is not None:
-            return answer
+    end = completion.rfind("</answer>")
+    if end >= 0:
+        start = completion.rfind("<answer>", 0, end)
+        if start >= 0:
+            return completion[start + len("<answer>"):end].strip()
     if style == "compact":
         return completion.strip()
     return None

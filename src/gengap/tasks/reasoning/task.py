@@ -38,7 +38,7 @@ from gengap.tasks.reasoning import backend, games, prompts
 # gengap's ID / OOD settings for datasets it knows (a user's `config` / `ood_config` go over
 # them), and the metadata keys eval breaks results down by.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "chain_sum": {"config": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
+    "chain_sum": {"config": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1},
                   "ood_config": {"min_terms": 4, "max_terms": 5}, "report_by": ("num_terms",)},
     "basic_arithmetic": {"config": {"min_terms": 2, "max_terms": 3, "min_digits": 1,
                                     "max_digits": 1, "allow_parentheses": False},
@@ -48,6 +48,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 SIZES = ("warmup_size", "train_size", "validation_size", "test_size", "ood_size")
 MAX_SIZE = 10_000_000
 _CACHE_ITEMS = 100_000
+
+# The tiny model's cold start (chain_sum, compact prompts): a pretraining stand-in at a high
+# rate, then a short low-rate pass, as GeneralPoints'. Measured buckets and times: README.
+COLDSTART = {"text": {
+    "phases": [
+        {"name": "pretrain", "steps": 400, "batch_size": 64, "learning_rate": 2e-3},
+        {"name": "sft", "steps": 100, "batch_size": 64, "learning_rate": 3e-4},
+    ],
+    "eval_n": 200, "eval_k": 8,
+}}
 
 
 @dataclass
@@ -179,8 +189,7 @@ class ReasoningGymTask(TaskBase):
     metric_docs: ClassVar[dict[str, str]] = {
         "score": "reasoning-gym's score of the answer (1.0 = correct; wrong answers may score "
                  "above 0); 24-game items: the exact verifier's 1 or 0"}
-    # Filled in by `coldstart_recipe` below (measured for chain_sum).
-    coldstart_recipe: ClassVar[dict[str, dict[str, Any]]] = {}
+    coldstart_recipe: ClassVar[dict[str, dict[str, Any]]] = COLDSTART
 
     def __init__(self, config: ReasoningGymConfig | None = None, **options: Any):
         backend.rg()  # a clear InputError before anything else if the extra is missing
