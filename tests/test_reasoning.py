@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 pytest.importorskip("reasoning_gym")
 
-from gengap.cli import app  # noqa: E402
-from gengap.errors import InputError  # noqa: E402
-from gengap.tasks import build_task  # noqa: E402
+from gengap.cli import app
+from gengap.errors import InputError
+from gengap.tasks import build_task
 
 TASK = "reasoning-gym"
 
@@ -192,7 +192,8 @@ def test_every_command_runs_reasoning_gym(tmp_path: Path, monkeypatch) -> None:
     assert len(rows) == 16 and rows[0]["sft_target"] == rows[0]["answer"]
     scored_in = tmp_path / "completions.jsonl"
     scored_in.write_text("".join(json.dumps({**r, "completion": c}) + "\n"
-                                 for r, c in zip(rows, [rows[0]["answer"], "-" + rows[1]["answer"]])))
+                                 for r, c in zip(rows, [rows[0]["answer"],
+                                                        f"9{rows[1]['answer']}9"])))
     result = run("score", "--task", TASK, *opts, "--input", scored_in,
                  "--output", tmp_path / "s.jsonl")
     assert result.exit_code == 0, result.output

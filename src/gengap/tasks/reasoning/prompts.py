@@ -12,7 +12,6 @@ found from the data (`template`), not written per dataset.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 PROMPT_STYLES = ("paper", "compact")
@@ -21,7 +20,11 @@ MAX_COMPLETION_CHARS = 8192  # longer completions are judged on their first 8 Ki
 
 def _boundary_prefix(texts: Sequence[str]) -> str:
     """The longest common prefix of `texts`, cut back to end just after a whitespace."""
-    prefix = os.path.commonprefix(list(texts))
+    first, last = min(texts), max(texts)  # the common prefix of all is theirs
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    prefix = first[:n]
     if all(len(t) == len(prefix) for t in texts):
         return ""
     cut = max(prefix.rfind(" "), prefix.rfind("\n"))

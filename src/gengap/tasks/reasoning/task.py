@@ -270,11 +270,11 @@ class ReasoningGymTask(TaskBase):
             item = self._generator(which, split, seed)[index]
             metadata = backend.json_safe(item.get("metadata", {}))
             answer = "" if item.get("answer") is None else str(item["answer"])
-            if games.is_game24(self.config.dataset):
-                # reasoning-gym writes sympy's form (may start with a unary minus): train on a
-                # formula the exact verifier accepts.
-                if not games.judge_game24(self.config.dataset, answer, metadata).correct:
-                    answer = games.canonical(self.config.dataset, metadata) or answer
+            # reasoning-gym writes a 24-game answer in sympy's form (it may start with a
+            # unary minus): train on a formula the exact verifier accepts.
+            if (games.is_game24(self.config.dataset)
+                    and not games.judge_game24(self.config.dataset, answer, metadata).correct):
+                answer = games.canonical(self.config.dataset, metadata) or answer
             self._items[key] = (str(item["question"]), metadata, answer, which)
         question, metadata, answer, which = self._items[key]
         fields = {"dataset": self.config.dataset, "generator": which, "question": question,
