@@ -50,7 +50,11 @@ MAX_SIZE = 10_000_000
 _CACHE_ITEMS = 100_000
 
 # The tiny model's cold start (chain_sum, compact prompts): a pretraining stand-in at a high
-# rate, then a short low-rate pass, as GeneralPoints'. Measured buckets and times: README.
+# rate, then a short low-rate pass, as GeneralPoints'. Measured (seed 0, n=200, k=8, T=0.9,
+# 2026-12-02, 2 shared cores at load ~9: 571 s training): test-id greedy 77.0%, T=0.9 48.2%,
+# all 8 wrong 5.5%, all 8 right 4.5% (so all three DC-SFT buckets fill); test-ood-terms
+# greedy 22.0%, T=0.9 18.4%, all wrong 33.5%. A 1-2 digit ID config left the easy bucket
+# empty (all right 0%, greedy 24.5%), hence one-digit terms.
 COLDSTART = {"text": {
     "phases": [
         {"name": "pretrain", "steps": 400, "batch_size": 64, "learning_rate": 2e-3},
