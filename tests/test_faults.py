@@ -107,8 +107,8 @@ def test_killed_study_finishes_and_reports_every_arm_once(env, tmp_path: Path) -
     root = tmp_path / "study"
     assert (root / "report.md").is_file()
     for arm in ("sft-all", "grpo"):
-        for seed in (0, 1):
-            run = root / "runs" / arm / f"seed-{seed}"
+        for seed in (0, 1):  # seed s: start s, trained with seed s
+            run = root / f"start-{seed}" / "runs" / arm / f"seed-{seed}"
             assert json.loads((run / "budget.json").read_text())["steps_done"] == 4
             curve = [(r["step"], r["split"]) for r in jsonl(run / "curve.jsonl")]
             assert len(curve) == len(set(curve)) and {s for s, _ in curve} == {0, 2, 4}
