@@ -208,6 +208,8 @@ def evaluate_claims(study: Study) -> list[Claim]:
         title, default = table[key]
         evidence = study.reference(key, default)
         found = [p for p in comps if p.interval is not None]
+        if not comps and key in rl_claims.CLAIMS:
+            continue  # an RL experiment this study did not plan (its arms are absent)
         if not found:
             claims.append(Claim(key, title, evidence, "not measured in this run", "—", comps))
             continue
@@ -218,8 +220,9 @@ def evaluate_claims(study: Study) -> list[Claim]:
                             found))
     title, default = rl_claims.CLAIMS["rl_recognition"]
     found_recognition = rl_claims.recognition_claim(study, which)
-    claims.append(Claim("rl_recognition", title, study.reference("rl_recognition", default),
-                        *(found_recognition or ("not measured in this run", "—"))))
+    if found_recognition:  # only tasks whose verdicts carry a recognition metric
+        claims.append(Claim("rl_recognition", title,
+                            study.reference("rl_recognition", default), *found_recognition))
 
     title, default = CLAIMS["dcsft_cheaper"]
     evidence = study.reference("dcsft_cheaper", default)
