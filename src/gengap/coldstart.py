@@ -463,8 +463,6 @@ def warmup_dataset(task: Any, processor: Any, indices: range, seed: int, targets
     `targets` is the target variant (`Task.target(sample, targets, rng)`); variants that draw
     (GeneralPoints' "any") take one shared `random.Random(f"{seed}/{seed_salt}")`.
     """
-    import datasets
-
     rng = random.Random(f"{seed}/{seed_salt}")
     size = task.split(split).size
     prompts, completions, images = [], [], []
@@ -475,26 +473,10 @@ def warmup_dataset(task: Any, processor: Any, indices: range, seed: int, targets
         picture = task.images(sample)
         if picture:
             images.append(picture)
-    if images:
-        if len(images) != len(prompts):
-            raise InputError(f"task {task.name!r} gives images for some warmup samples only",
-                             hint="an image task gives every sample its images")
-        return datasets.Dataset.from_dict({
-            "prompt": prompts,
-            "completion": [[{"role": "assistant", "content": c}] for c in completions],
-            "images": images,
-        })
-    tokenizer = getattr(processor, "tokenizer", processor)
-    prompt_texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
-                    for p in prompts]
-    prompt_ids = tokenizer(prompt_texts, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer([c + tokenizer.eos_token for c in completions],
-                               add_special_tokens=False)["input_ids"]
-    return datasets.Dataset.from_dict({
-        "input_ids": [p + c for p, c in zip(prompt_ids, completion_ids, strict=True)],
-        "labels": [[-100] * len(p) + c for p, c in zip(prompt_ids, completion_ids, strict=True)],
-    })
-
+    if images and len(images) != len(prompts):
+        raise InputError(f"task {task.name!r} gives images for some warmup samples only",
+                         hint="an image task gives every sample its images")
+    return rows_dataset(processor, prompts, completions, images)
 
 def _train_phase(model: Any, processor: Any, dataset: Any, phase: Phase, seed: int,
                  scratch: Path) -> float | None:
