@@ -22,16 +22,8 @@ TASK = ["task=generalpoints", "task_options.modality=text", "task_options.prompt
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from gengap.models.tiny import build_tiny
-
-    model, tokenizer = build_tiny("text", seed=0, hidden_size=32, intermediate_size=64,
-                                  num_hidden_layers=1, num_attention_heads=2,
-                                  num_key_value_heads=2)
-    path = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def tiny(micro_checkpoint: Path) -> Path:
+    return micro_checkpoint
 
 
 @pytest.fixture(scope="module")

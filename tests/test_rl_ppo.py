@@ -68,16 +68,8 @@ def test_ppo_loss_clips_the_ratio() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from gengap.models.tiny import build_tiny
-
-    model, tokenizer = build_tiny("text", seed=0, hidden_size=32, intermediate_size=64,
-                                  num_hidden_layers=1, num_attention_heads=2,
-                                  num_key_value_heads=2)
-    path = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def tiny(micro_checkpoint: Path) -> Path:
+    return micro_checkpoint
 
 
 def test_ppo_run_moves_the_policy_and_writes_the_run_files(tmp_path: Path, tiny: Path) -> None:

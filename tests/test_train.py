@@ -32,15 +32,11 @@ def task() -> Any:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ~90k-parameter char-level Qwen2 saved like any HF checkpoint."""
-    from gengap.models.tiny import build_tiny
+    from conftest import save_tiny_text
 
-    model, tokenizer = build_tiny("text", seed=0, hidden_size=64, intermediate_size=128,
-                                  num_hidden_layers=2, num_attention_heads=2,
-                                  num_key_value_heads=2)
-    path = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_text(tmp_path_factory.mktemp("tiny"), hidden_size=64,
+                          intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                          num_key_value_heads=2)
 
 
 @pytest.fixture(scope="module")

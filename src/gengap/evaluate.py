@@ -135,7 +135,7 @@ def evaluate(
         "results": results,
         "splits": {s: task.split(s).as_dict() for s in splits},
         # What decided the samples and how they were scored (e.g. a grounding task's box frame).
-        "task_identity": task.identity() if hasattr(task, "identity") else None,
+        "task_identity": task.identity(),
         **run_metadata(asdict(config), config.seed),
         "verify_iters": verify_iters,
         "sampling": asdict(params),

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gengap.errors import InputError
+from gengap.tasks.base import unique_samples
 
 
 @dataclass
@@ -94,7 +95,7 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
                    for j in range(phase.chunk)]
         index += phase.chunk
         played += len(samples)
-        for result in run_episodes(sampler, task, _distinct(samples), params,
+        for result in run_episodes(sampler, task, unique_samples(samples), params,
                                    verify_iters=phase.attempts + 1):
             turns = replay(task, result, phase.attempts + 1)
             failed_first += not turns[0].verdict.correct
@@ -125,13 +126,6 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
             [images[i] for i in order], stats)
 
 
-def _distinct(samples: list[Any]) -> list[Any]:
-    seen, out = set(), []
-    for s in samples:
-        if s.id not in seen:
-            seen.add(s.id)
-            out.append(s)
-    return out
 
 
 def measure_revision(model: Any, processor: Any, task: Any, splits: list[str], *, n: int = 200,

@@ -445,3 +445,15 @@ def count_images(messages: Sequence[Message]) -> int:
     """Image parts in a conversation (what its image list must match)."""
     return sum(1 for m in messages if isinstance(m.get("content"), list)
                for part in m["content"] if isinstance(part, dict) and part.get("type") == "image")
+
+
+def unique_samples(samples: Sequence[Sample]) -> list[Sample]:
+    """`samples` without repeats (by id), in first-seen order: a small finite prompt pool
+    cycles, and one rollout call should play each sample once."""
+    seen: set[str] = set()
+    out = []
+    for sample in samples:
+        if sample.id not in seen:
+            seen.add(sample.id)
+            out.append(sample)
+    return out

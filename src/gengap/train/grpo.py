@@ -218,25 +218,33 @@ def train_grpo(recipe: GRPORecipe, *, eval_fn: EvalFn | None = None) -> TrainRes
         return _train(recipe, task, out, last, eval_fn)
 
 
+
+def prompt_indices(recipe: Any, task: Any, out: Path) -> tuple[list[int], dict[str, Any] | None]:
+    """The train-split indices an RL run draws its prompts from (GRPO and PPO alike): the first
+    `n_prompts` (the whole split when finite), minus those the offline difficulty filter drops
+    (its report written to `out/difficulty_filter.json`)."""
+    indices = list(range(task.count(recipe.split, recipe.n_prompts, default=2000,
+                                    where="n_prompts")))
+    if not recipe.filter_by_difficulty:
+        return indices, None
+    ids = [task.sample(recipe.split, i, recipe.data_seed).id for i in indices]
+    drop, info = difficulty_filter(recipe.filter_by_difficulty, ids, task=task.spec,
+                                   split=recipe.split, data_seed=recipe.data_seed)
+    indices = [i for i, sid in zip(indices, ids) if sid not in drop]
+    write_json(out / "difficulty_filter.json", info)
+    if not indices:
+        raise InputError("the difficulty filter dropped every prompt",
+                         where=recipe.filter_by_difficulty,
+                         hint="every prompt has pass rate 0 or 1: train without the filter")
+    return indices, info
+
 def _train(recipe: Any, task: Any, out: Path, last: str | None,
            eval_fn: EvalFn | None) -> TrainResult:
     """Train from `last` (or the start) to the end and save the final model."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    indices = list(range(task.count(recipe.split, recipe.n_prompts, default=2000,
-                                    where="n_prompts")))
-    filter_info = None
-    if recipe.filter_by_difficulty:
-        ids = [task.sample(recipe.split, i, recipe.data_seed).id for i in indices]
-        drop, filter_info = difficulty_filter(recipe.filter_by_difficulty, ids, task=task.spec,
-                                              split=recipe.split, data_seed=recipe.data_seed)
-        indices = [i for i, sid in zip(indices, ids) if sid not in drop]
-        write_json(out / "difficulty_filter.json", filter_info)
-        if not indices:
-            raise InputError("the difficulty filter dropped every prompt",
-                             where=recipe.filter_by_difficulty,
-                             hint="every prompt has pass rate 0 or 1: train without the filter")
+    indices, filter_info = prompt_indices(recipe, task, out)
     samples = [task.sample(recipe.split, i, recipe.data_seed) for i in indices]
     loaded = load_for_training(recipe.model, recipe, task)
     generated = TokenCount()

@@ -34,8 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gengap.errors import InputError
-from gengap.io import write_json
+from gengap.tasks.base import unique_samples
 from gengap.train.callbacks import EvalFn, task_eval_fn
 from gengap.train.common import (
     TrainResult,
@@ -50,6 +49,7 @@ from gengap.train.common import (
     resolve_task,
     run_dir,
 )
+from gengap.train.grpo import prompt_indices
 from gengap.train.ppo_config import PPORecipe
 from gengap.train.turns import encode, replay, tokenizer_of
 
@@ -255,23 +255,6 @@ def train_ppo(recipe: PPORecipe, *, eval_fn: EvalFn | None = None) -> TrainResul
         return _train(recipe, task, out, last, eval_fn)
 
 
-def _prompt_indices(recipe: PPORecipe, task: Any, out: Path) -> list[int]:
-    from gengap.train.grpo import difficulty_filter
-
-    indices = list(range(task.count(recipe.split, recipe.n_prompts, default=2000,
-                                    where="n_prompts")))
-    if recipe.filter_by_difficulty:
-        ids = [task.sample(recipe.split, i, recipe.data_seed).id for i in indices]
-        drop, info = difficulty_filter(recipe.filter_by_difficulty, ids, task=task.spec,
-                                       split=recipe.split, data_seed=recipe.data_seed)
-        indices = [i for i, sid in zip(indices, ids) if sid not in drop]
-        write_json(out / "difficulty_filter.json", info)
-        if not indices:
-            raise InputError("the difficulty filter dropped every prompt",
-                             where=recipe.filter_by_difficulty)
-    return indices
-
-
 def _train(recipe: PPORecipe, task: Any, out: Path, last: str | None,
            eval_fn: EvalFn | None) -> TrainResult:
     from accelerate import Accelerator
@@ -284,7 +267,7 @@ def _train(recipe: PPORecipe, task: Any, out: Path, last: str | None,
     accelerator = Accelerator(cpu=runtime["use_cpu"], mixed_precision=runtime["mixed_precision"])
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
-    indices = _prompt_indices(recipe, task, out)
+    indices = prompt_indices(recipe, task, out)[0]
     loaded = load_for_training(last or recipe.model, recipe, task)
     model, processor = loaded.model, loaded.processor
     if recipe.lora and not hasattr(model, "peft_config"):
@@ -360,8 +343,8 @@ def _train(recipe: PPORecipe, task: Any, out: Path, last: str | None,
             batch = [task.sample(recipe.split, indices[(cursor + j) % len(indices)],
                                  recipe.data_seed) for j in range(need)]
             cursor += need
-            found, stats = collect(task, sampler, _unique(batch), processor, recipe, max_new,
-                                   seed=recipe.seed * 100003 + state.global_step * 101
+            found, stats = collect(task, sampler, unique_samples(batch), processor, recipe,
+                                   max_new, seed=recipe.seed * 100003 + state.global_step * 101
                                    + len(stats_all))
             offset = (max(x["episode"] for x in transitions) + 1) if transitions else 0
             for x in found:
@@ -430,14 +413,6 @@ def _train(recipe: PPORecipe, task: Any, out: Path, last: str | None,
     return finish(trainer, loaded, recipe, out, budget)
 
 
-def _unique(samples: list[Any]) -> list[Any]:
-    """Samples of one rollout call with distinct ids (a small prompt pool cycles)."""
-    seen, out = set(), []
-    for s in samples:
-        if s.id not in seen:
-            seen.add(s.id)
-            out.append(s)
-    return out
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:
