@@ -370,7 +370,7 @@ def _run_revision(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> No
     """The recipe's cold start without the revision phase (cached), then the phase."""
     from gengap.cost import read_compute, study_flops, write_compute
     from gengap.models import load_model
-    from gengap.revision import measure_revision, revision_phase, revision_rows
+    from gengap.revision import measure_at, revision_phase, revision_rows
 
     start = time.perf_counter()
     phase = revision_phase(recipe.revision)
@@ -382,8 +382,7 @@ def _run_revision(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> No
     torch.manual_seed(recipe.seed)
     write_json(out / RECIPE_FILE, {"key": key, "format": COLDSTART_FORMAT, **asdict(recipe)})
     splits = [s.name for s in task.with_role("test", "ood")]
-    before = measure_revision(model, processor, task, splits, n=phase.eval_n,
-                              seed=recipe.seed) if phase.eval_n else {}
+    before = measure_at(model, processor, task, splits, phase, seed=recipe.seed)
     split = warmup_split(task).name
     # Past every sample the base recipe's phases trained on.
     first = sum(p.steps * p.batch_size for p in recipe.phases)
@@ -403,8 +402,7 @@ def _run_revision(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> No
     model.eval()
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    after = measure_revision(model, processor, task, splits, n=phase.eval_n,
-                             seed=recipe.seed) if phase.eval_n else {}
+    after = measure_at(model, processor, task, splits, phase, seed=recipe.seed)
     base_compute = read_compute(base) or {"tokens_trained": 0}
     from gengap.models.tiny import count_parameters
 

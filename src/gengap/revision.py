@@ -9,7 +9,10 @@ the tiny model one, from **its own failed attempts**:
    on fresh warmup samples at `temperature`;
 2. every observation that follows a failed attempt -- the conversation with the model's
    wrong answer and the verifier's feedback (``You failed this trial because ...``) -- becomes
-   a training row whose completion is the **oracle answer** (`Task.target`);
+   a training row. Its completion is the **oracle answer** (`Task.target`; ``targets="oracle"``)
+   or, with ``targets="own"``, the model's **own correct attempt** when the episode went on to
+   succeed (the oracle answer otherwise): a revision the model can already produce, so the row
+   teaches "after this failure, answer differently" rather than a new solution;
 3. a `plain_share` of first-turn rows (prompt -> oracle answer) keeps first attempts as good;
 4. one `SFTTrainer` pass, like every cold-start phase.
 
@@ -20,7 +23,10 @@ per-observation target.
 
 `ColdStartRecipe.revision` (a dict of `RevisionPhase` fields) turns it on: the checkpoint is
 the task's ordinary cold start (cached, trained first if needed) plus this phase, cached
-under its own key. `measure_revision` reports first-attempt success and success within V.
+under its own key. `measure_revision` reports first-attempt success and success within V,
+greedy and at each of `eval_temperatures` (the study generates at 0.2): a model that ignores
+the feedback repeats its greedy answer, so greedy within-V minus first attempt measures the
+use of the verification turn; at a temperature, resampling alone adds some.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ class RevisionPhase:
     warmup_fraction: float = 0.05
     chunk: int = 256  # warmup samples played per sampling round
     eval_n: int = 200  # episodes per test split for the before / after measurement (0: off)
+    # "oracle": rows after a failure train on the oracle answer; "own": on the model's own
+    # later correct attempt in that episode, where there is one (the oracle answer otherwise).
+    targets: str = "oracle"
+    eval_temperatures: tuple[float, ...] = (0.0, 0.2)  # 0.0: greedy
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.attempts < 1 or self.chunk < 1:
@@ -55,6 +65,10 @@ class RevisionPhase:
             raise InputError(f"revision: plain_share must lie in [0, 1), got {self.plain_share}")
         if self.temperature <= 0:
             raise InputError("revision: temperature must be > 0 (the failures are sampled)")
+        if self.targets not in ("oracle", "own"):
+            raise InputError(f"revision: targets must be 'oracle' or 'own', got {self.targets!r}")
+        if any(t < 0 for t in self.eval_temperatures):
+            raise InputError("revision: eval_temperatures must be >= 0 (0: greedy)")
 
 
 def revision_phase(settings: dict[str, Any]) -> RevisionPhase:
@@ -83,7 +97,7 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
     sampler = make_sampler(model, processor)
     params = SamplingParams(k=1, temperature=phase.temperature, top_k=50,
                             max_new_tokens=task.max_new_tokens, seed=seed)
-    revision: list[tuple[Any, Any]] = []  # (observation, sample)
+    revision: list[tuple[Any, str, bool]] = []  # (observation, target, the model's own?)
     plain: list[Any] = []
     played = failed_first = 0
     index = first_index
@@ -99,8 +113,11 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
                                    verify_iters=phase.attempts + 1):
             turns = replay(task, result, phase.attempts + 1)
             failed_first += not turns[0].verdict.correct
+            own = phase.targets == "own" and len(turns) > 1 and turns[-1].verdict.correct
+            # The model's own revision that worked, or the oracle answer.
+            target = turns[-1].completion if own else task.target(result.sample)
             for turn in turns[1:]:  # each of these follows a failed attempt
-                revision.append((turn.observation, result.sample))
+                revision.append((turn.observation, target, own))
             if len(plain) < want_plain:
                 plain.append(result.sample)
     rng.shuffle(revision)
@@ -108,9 +125,9 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
     while len(plain) < want_plain:  # more first-turn rows than episodes played: repeat
         plain.append(plain[len(plain) % max(1, len(plain))])
     prompts, completions, images = [], [], []
-    for observation, sample in revision:
+    for observation, target, _ in revision:
         prompts.append(observation.messages)
-        completions.append(task.target(sample))
+        completions.append(target)
         images.append(list(observation.images))
     for sample in plain:
         prompts.append(task.messages(sample))
@@ -121,6 +138,7 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
     stats = {"rows": len(order), "revision_rows": len(revision), "plain_rows": len(plain),
              "episodes_played": played,
              "first_attempt_failure_rate": round(failed_first / max(1, played), 4),
+             "own_target_rows": sum(own for *_, own in revision),
              "next_index": index}
     return ([prompts[i] for i in order], [completions[i] for i in order],
             [images[i] for i in order], stats)
@@ -131,7 +149,8 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
 def measure_revision(model: Any, processor: Any, task: Any, splits: list[str], *, n: int = 200,
                      verify_iters: int | None = None, temperature: float = 0.0,
                      seed: int = 0) -> dict[str, dict[str, float]]:
-    """First-attempt success and success within V (greedy by default) per split."""
+    """First-attempt success and success within V (greedy by default) per split, and how often
+    a second attempt repeats the failed first one word for word (`repeats`)."""
     from gengap.rollout import SamplingParams, make_sampler, run_episodes
 
     v = verify_iters or task.verify_iters
@@ -145,7 +164,18 @@ def measure_revision(model: Any, processor: Any, task: Any, splits: list[str], *
             max_new_tokens=task.max_new_tokens, seed=seed), verify_iters=v)
         first = sum(bool(r.verdicts[0].correct) for r in results) / count
         within = sum(r.success for r in results) / count
+        retried = [r for r in results if len(r.attempts) > 1]
+        repeats = sum(r.attempts[1].strip() == r.attempts[0].strip() for r in retried)
         out[split] = {"first_attempt": first, f"within_{v}": within,
                       "gain": within - first, "mean_attempts":
-                      sum(len(r.attempts) for r in results) / count, "n": count, "V": v}
+                      sum(len(r.attempts) for r in results) / count, "n": count, "V": v,
+                      "repeats": repeats / len(retried) if retried else 0.0}
     return out
+
+
+def measure_at(model: Any, processor: Any, task: Any, splits: list[str], phase: RevisionPhase,
+               seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+    """`measure_revision` at each of the phase's `eval_temperatures` ("greedy", "t0.2", ...)."""
+    return {("greedy" if t == 0 else f"t{t:g}"): measure_revision(
+        model, processor, task, splits, n=phase.eval_n, temperature=t, seed=seed)
+        for t in phase.eval_temperatures} if phase.eval_n else {}
