@@ -27,7 +27,7 @@ setup: $(VENV)/.installed
 
 # vLLM's CPU build pins an older transformers, so its backend is tested from its own venv
 # (about 75 s to build, once). A failed build leaves no stamp: its test then skips, saying why.
-$(VLLM_VENV)/.gengap-vllm-ok: scripts/vllm_env.sh
+$(VLLM_VENV)/.gengap-vllm-ok: scripts/vllm_env.sh scripts/lib/side_env.sh
 	PYTHON=$(PYTHON) bash scripts/vllm_env.sh $(VLLM_VENV) || echo "vLLM env not built: its test will skip"
 
 test: setup $(VLLM_VENV)/.gengap-vllm-ok
@@ -39,7 +39,7 @@ test-fast: setup
 # verl's own venv (verl 0.9.1 pins transformers < 5.11 and pulls Ray; torch held at the CPU
 # build): ~1.9 GB and 19 min to build on a loaded 2-core machine, so it is not part of
 # `make test` (whose round-trip test skips without it). `make test-verl` builds it and runs it.
-$(VERL_VENV)/.gengap-verl-ok: scripts/verl_env.sh
+$(VERL_VENV)/.gengap-verl-ok: scripts/verl_env.sh scripts/lib/side_env.sh
 	PYTHON=$(PYTHON) bash scripts/verl_env.sh $(VERL_VENV)
 
 test-verl: setup $(VERL_VENV)/.gengap-verl-ok

@@ -14,22 +14,11 @@
 set -euo pipefail
 
 VENV="${1:-.venv-verl}"
-PYTHON="${PYTHON:-python3}"
 STAMP="$VENV/.gengap-verl-ok"
 VERL_SPEC="${GENGAP_VERL_SPEC:-verl==0.9.1}"
+source "$(dirname "$0")/lib/side_env.sh"
 
-if [[ -f "$STAMP" ]]; then
-    exit 0
-fi
-
-pipq() {
-    "$VENV/bin/pip" "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-}
-
-start=$(date +%s)
-rm -rf "$VENV"
-"$PYTHON" -m venv "$VENV"
-pipq install --quiet --upgrade pip
+side_env_begin "$VENV" "$STAMP"
 CONSTRAINTS="$VENV/constraints.txt"
 echo "torch==2.13.0" > "$CONSTRAINTS"
 pipq install --quiet -c "$CONSTRAINTS" "torch==2.13.0" "$VERL_SPEC" pyarrow pandas pillow \
@@ -43,5 +32,4 @@ from verl.trainer.ppo import core_algos  # noqa: F401
 from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: F401
 from verl.utils.dataset.rl_dataset import RLHFDataset  # noqa: F401
 PY
-echo "$(($(date +%s) - start))" > "$STAMP"
-echo "built $VENV in $(cat "$STAMP") s"
+side_env_end "$STAMP"

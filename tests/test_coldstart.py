@@ -171,6 +171,32 @@ def test_vision_learning_rate_keeps_old_keys_and_splits_the_optimizer() -> None:
     assert _optimizer(model, Phase(**plain)) is None  # TRL builds its usual optimizer
 
 
+def test_a_phase_may_draw_from_another_warmup_split_only() -> None:
+    plain = {"name": "p", "steps": 1, "batch_size": 2, "learning_rate": 1e-3}
+    assert (resolve_recipe(gp(), phases=[plain]).key()
+            == resolve_recipe(gp(), phases=[{**plain, "split": None}]).key())
+    assert (resolve_recipe(gp(), phases=[{**plain, "split": "warmup"}]).phases[0].split
+            == "warmup")
+    with pytest.raises(InputError, match="not a warmup split"):
+        resolve_recipe(gp(), phases=[{**plain, "split": "test-id"}])
+
+
+def test_a_zero_vision_rate_freezes_the_vision_side_for_the_phase(tmp_path: Path) -> None:
+    from gengap.coldstart import Phase, _train_phase
+    from gengap.models.tiny import build_tiny
+
+    task = gp("image")
+    model, processor = build_tiny("image", seed=0, **SMALL, **SMALL_VISION)
+    rows = warmup_dataset(task, processor, range(4), seed=0, targets="cards")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    _train_phase(model, processor, rows, Phase("frozen", 2, 2, 1e-2, vision_learning_rate=0.0),
+                 0, tmp_path)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    vision = {n for n in before if "vision_tower" in n or "multi_modal_projector" in n}
+    assert changed and not changed & vision  # the decoder trained, the vision side did not
+    assert all(p.requires_grad for p in model.parameters())  # and trains again afterwards
+
+
 # -- end to end (reduced recipes) ------------------------------------------------------------
 
 

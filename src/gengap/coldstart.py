@@ -65,8 +65,12 @@ class Phase:
     warmup_fraction: float = 0.05
     lr_scheduler_type: str = "cosine"
     weight_decay: float = 0.0
-    # Image models: learning rate of the vision tower + projector (None: `learning_rate`).
+    # Image models: learning rate of the vision tower + projector (None: `learning_rate`;
+    # 0: frozen for the phase, so the decoder learns to read the features as they are).
     vision_learning_rate: float | None = None
+    # The split of role "warmup" this phase draws from (None: the task's first warmup split),
+    # e.g. an easier curriculum split a task declares beside its warmup mix.
+    split: str | None = None
 
 
 @dataclass
@@ -96,8 +100,9 @@ class ColdStartRecipe:
         # Phase fields added later are left out at their default (None), so the hashes of
         # recipes that do not use them -- the cached text cold starts -- stay unchanged.
         for phase in recipe["phases"]:
-            if phase.get("vision_learning_rate") is None:
-                phase.pop("vision_learning_rate", None)
+            for name in ("vision_learning_rate", "split"):
+                if phase.get(name) is None:
+                    phase.pop(name, None)
         if recipe.get("revision") is None:  # added later: old keys stay valid
             recipe.pop("revision", None)
         blob = json.dumps({"format": COLDSTART_FORMAT, "recipe": recipe}, sort_keys=True)
@@ -155,11 +160,15 @@ def resolve_recipe(task: Any, seed: int = 0, **overrides: Any) -> ColdStartRecip
                              hint=f"settings: {', '.join(ColdStartRecipe.__dataclass_fields__)}")
         setattr(recipe, key, value)
     variants = getattr(task, "target_variants", ("answer",))
+    warmups = [s.name for s in task.with_role("warmup")]
     for phase in recipe.phases:
         phase.steps = max(1, round(phase.steps * scale))
         if phase.targets not in variants:
             raise InputError(f"phase {phase.name!r}: targets must be one of {variants}",
                              hint=f"the target variants task {task.name!r} declares")
+        if phase.split is not None and phase.split not in warmups:
+            raise InputError(f"phase {phase.name!r}: split {phase.split!r} is not a warmup split "
+                             f"of task {task.name!r}", hint=f"warmup splits: {warmups}")
     if recipe.revision is not None:
         from gengap.revision import RevisionPhase, revision_phase
 
@@ -316,7 +325,7 @@ def _run(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> None:
         rows = phase.steps * phase.batch_size
         dataset = warmup_dataset(task, processor, range(first_index, first_index + rows),
                                  recipe.seed, phase.targets, seed_salt=phase.name,
-                                 split=split.name)
+                                 split=phase.split or split.name)
         # Every phase sees samples no earlier phase saw (a finite warmup split cycles).
         first_index += rows
         if "input_ids" in dataset.column_names:
@@ -507,11 +516,25 @@ def _train_phase(model: Any, processor: Any, dataset: Any, phase: Phase, seed: i
         disable_tqdm=False,
     )
     model.train()
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset,
-                         processing_class=processor,
-                         optimizers=(_optimizer(model, phase), None))
-    result = trainer.train()
+    # A vision learning rate of 0 freezes the tower + projector for the phase (no backward
+    # through them); they train again in later phases.
+    frozen = [p for name, p in model.named_parameters() if p.requires_grad and _is_vision(name)
+              ] if phase.vision_learning_rate == 0 else []
+    for param in frozen:
+        param.requires_grad_(False)
+    try:
+        trainer = SFTTrainer(model=model, args=config, train_dataset=dataset,
+                             processing_class=processor,
+                             optimizers=(_optimizer(model, phase), None))
+        result = trainer.train()
+    finally:
+        for param in frozen:
+            param.requires_grad_(True)
     return float(result.training_loss) if result.training_loss is not None else None
+
+
+def _is_vision(name: str) -> bool:
+    return "vision_tower" in name or "multi_modal_projector" in name
 
 
 def _optimizer(model: Any, phase: Phase) -> torch.optim.Optimizer | None:
@@ -523,7 +546,8 @@ def _optimizer(model: Any, phase: Phase) -> torch.optim.Optimizer | None:
     them and recognition stays at chance. A vision learning rate no higher than the
     decoder's keeps the image tokens at the text embeddings' scale (norm ~1) while the decoder
     learns to read them, and recognition then rises (measured in the cold-start notes).
-    TRL's own scheduler is still built on top (`optimizers=(optimizer, None)`).
+    TRL's own scheduler is still built on top (`optimizers=(optimizer, None)`). A rate of 0
+    means the phase froze the vision side (`_train_phase`): only the decoder is optimised.
     """
     vision_lr = phase.vision_learning_rate
     if vision_lr is None:
@@ -531,9 +555,8 @@ def _optimizer(model: Any, phase: Phase) -> torch.optim.Optimizer | None:
     vision, decoder = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            is_vision = "vision_tower" in name or "multi_modal_projector" in name
-            (vision if is_vision else decoder).append(param)
-    if not vision:  # a text model: nothing to split
+            (vision if _is_vision(name) else decoder).append(param)
+    if not vision:  # a text model, or the vision side frozen: nothing to split
         return None
     return torch.optim.AdamW(
         [{"params": decoder, "lr": phase.learning_rate},
