@@ -39,6 +39,16 @@ def test_splits_roles_and_axes() -> None:
     # The warmup split mixes every variant, single-object scenes (localisation) included.
     variants = {task.sample("warmup", i, 0).fields["variant"] for i in range(60)}
     assert variants == {"single", "id", "visual", "long", "relation"}
+    # The cold start's localisation phase draws single objects only, from its own split.
+    assert roles["warmup-locate"] == ("warmup", None)
+    locate = [task.sample("warmup-locate", i, 0) for i in range(20)]
+    assert {s.fields["variant"] for s in locate} == {"single"}
+    assert all(len(s.fields["scene"]["objects"]) == 1 for s in locate)
+    from gengap.coldstart import resolve_recipe
+
+    phases = resolve_recipe(task).phases
+    assert phases[0].split == "warmup-locate" and phases[0].vision_learning_rate == 0
+    assert all(p.split is None for p in phases[1:])
 
 
 @pytest.mark.parametrize("style", ["paper", "compact"])

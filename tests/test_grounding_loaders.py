@@ -214,6 +214,10 @@ def test_the_task_on_real_data(tmp_path: Path) -> None:
                       "test-B": ("test", 1, None), "ood-ref-l4": ("ood", 2, "dataset"),
                       "ood-lisa": ("ood", 2, "dataset")}
     assert task.data_fingerprint() is not None
+    from gengap.coldstart import resolve_recipe
+
+    # No warmup-locate split on real data: its cold start trains on the warmup records only.
+    assert [p.split for p in resolve_recipe(task).phases] == [None, None]
     s = task.sample("train", 0, 0)
     assert s.fields["expression"] == "guy in red" and s.fields["box"] == [10, 20, 110, 220]
     assert task.images(s)[0].size == (W, H)
