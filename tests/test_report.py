@@ -111,6 +111,9 @@ def make_study(root: Path, *, starts=(0, 1, 2), rates=RATES) -> None:
         (sdir / "lr_sweep" / "sft-all.json").write_text(json.dumps(
             {"lrs": [1e-4, 1e-3, 3e-3], "id_val": [0.3, 0.5, 0.4], "ood": [0.2, 0.1, 0.1],
              "picked": 1e-3, "extended": [3e-3], "bracketed": True}))
+        (sdir / "lr_sweep" / "sft-em.json").write_text(json.dumps(
+            {"lrs": [1e-5, 1e-4], "id_val": [0.5, 0.5], "ood": [0.2, 0.2],
+             "picked": 1e-5, "extended": [], "bracketed": True}))
 
 
 def claims_of(root: Path) -> dict[str, object]:
@@ -185,7 +188,8 @@ def test_report_tables_figures_and_rule(tmp_path: Path) -> None:
     assert "Bonferroni over the m = 5 comparisons" in text and "99.00% interval" in text
     assert "| grpo | 30." in text  # test success at the best checkpoint
     assert "difficulty pass (start 1)" in text
-    assert "tried [0.0001, 0.001, 0.003], extended by [0.003], picked **0.001** bracketed" in text
+    assert "tried [0.0001, 0.001, 0.003], extended by [0.003], picked **0.001** bracketed\n" in text
+    assert "picked **1e-05** bracketed (a plateau: the edge ties its neighbour)" in text
     assert "No replicate yet" in text
     for name in ("success_vs_step", "id_vs_ood", "pass_rate_hist", "grad_norms", "cost",
                  "lr_sweep", "hard_ratio", "intervals"):

@@ -223,7 +223,10 @@ def sweep_lines(study: Study) -> list[str]:
     lines = []
     for start, sweeps in sorted(study.sweeps.items()):
         for arm, sweep in sweeps.items():
-            status = ("bracketed" if sweep.get("bracketed")
+            edge = sweep.get("lrs") and sweep.get("picked") in (min(sweep["lrs"]),
+                                                                max(sweep["lrs"]))
+            status = ("bracketed" + (" (a plateau: the edge ties its neighbour)" if edge else "")
+                      if sweep.get("bracketed")
                       else "**not bracketed** (at the grid's edge after every extension)"
                       if "bracketed" in sweep else "")
             extended = f", extended by {sweep['extended']}" if sweep.get("extended") else ""
