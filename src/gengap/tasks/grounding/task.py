@@ -89,6 +89,9 @@ _COCO_AREA = 640 * 480
 #   objects 8% / 23% at 900 / 1200 steps in one run, 35% / 77% at 900 / 1800 in another;
 #   trained on the full warmup mix from the start, 3% after 1200 steps. Hence a localisation
 #   phase on single scenes first, then the mix (reference by attributes and relations).
+# This recipe (measured, seed 0, one thread on a shared machine, 1821 s): greedy acc@0.5 test
+# 37%, OOD visual 29%, long 26%, relation 38% (mean IoU 0.24-0.33); k=4 at T=0.9: 46-56% of
+# samples 0/4 right, 2-15% 4/4 -- all three difficulty buckets populated.
 COLDSTART_PHASES: tuple[dict[str, Any], ...] = (
     {"name": "locate", "split": "warmup-locate", "steps": 1800, "batch_size": 32,
      "learning_rate": 1e-3, "lr_scheduler_type": "constant", "vision_learning_rate": 0.0},
