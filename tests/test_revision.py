@@ -109,3 +109,55 @@ def test_bad_revision_settings_are_input_errors() -> None:
         revision_phase({"eval_temperatures": [-1]})
     with pytest.raises(InputError, match="bad revision setting"):
         revision_phase({"stepz": 3})
+
+
+class RouteSampler:
+    """Navigation: wrong at point 1 on the first try, right on its retry and everywhere else."""
+
+    def __init__(self, task, routes):
+        self.answers = {}
+        for route in routes:
+            for point in task.points(route):
+                self.answers[point_key(task.messages(point))] = (
+                    task.target(point), point.fields["point"])
+
+    def generate(self, messages, images, params, keys=None):
+        out = []
+        for conversation in messages:
+            answer, point = self.answers[point_key(conversation)]
+            text = "-|stop" if point == 1 and len(conversation) == 1 else answer
+            out.append([Completion(text, len(text), True)] * params.k)
+        return BatchResult(out, 0.0, 0, 0)
+
+
+def point_key(conversation) -> str:
+    from gengap.tasks.base import message_text
+
+    return message_text(conversation[:1])
+
+
+@pytest.mark.parametrize("targets", ["oracle", "own"])
+def test_route_episodes_give_rows_at_the_failed_point_only(monkeypatch, targets) -> None:
+    """Navigation: the row after a wrong action retries that point with its own oracle; the
+    points after a right action are not revision rows."""
+    task = build_task("navigation", {"prompt_style": "compact"})
+    routes = [task.sample("test-id", i, 0) for i in range(8)]
+    monkeypatch.setattr("gengap.rollout.make_sampler",
+                        lambda *a, **k: RouteSampler(task, routes))
+    phase = RevisionPhase(steps=1, batch_size=8, plain_share=0.5, chunk=8, attempts=1,
+                          targets=targets)
+    prompts, completions, _, stats = revision_rows(task, None, None, phase, split="test-id",
+                                                   first_index=0, seed=0)
+    point_one = {point_key(task.messages(task.points(r)[1])): task.target(task.points(r)[1])
+                 for r in routes}
+    revision = [(p, c) for p, c in zip(prompts, completions, strict=True) if len(p) > 1]
+    assert len(revision) == stats["revision_rows"] == 4
+    for conversation, completion in revision:
+        assert len(conversation) == 3  # the point's prompt, the wrong action, the feedback
+        assert conversation[1]["content"] == "-|stop"
+        assert completion == point_one[point_key(conversation)]
+    assert stats["own_target_rows"] == (4 if targets == "own" else 0)
+    starts = {point_key(task.messages(task.points(r)[0])): task.target(task.points(r)[0])
+              for r in routes}
+    plain = [(p, c) for p, c in zip(prompts, completions, strict=True) if len(p) == 1]
+    assert len(plain) == 4 and all(c == starts[point_key(p)] for p, c in plain)

@@ -9,17 +9,18 @@ the tiny model one, from **its own failed attempts**:
    on fresh warmup samples at `temperature`;
 2. every observation that follows a failed attempt -- the conversation with the model's
    wrong answer and the verifier's feedback (``You failed this trial because ...``) -- becomes
-   a training row. Its completion is the **oracle answer** (`Task.target`; ``targets="oracle"``)
-   or, with ``targets="own"``, the model's **own correct attempt** when the episode went on to
-   succeed (the oracle answer otherwise): a revision the model can already produce, so the row
-   teaches "after this failure, answer differently" rather than a new solution;
+   a training row. Its completion is the **oracle answer** (`Episode.oracle`;
+   ``targets="oracle"``) or, with ``targets="own"``, the model's **own correct answer** when a
+   retry of that question went on to succeed (the oracle answer otherwise): a revision the
+   model can already produce, so the row teaches "after this failure, answer differently"
+   rather than a new solution;
 3. a `plain_share` of first-turn rows (prompt -> oracle answer) keeps first attempts as good;
 4. one `SFTTrainer` pass, like every cold-start phase.
 
-The oracle answer after feedback fits retry episodes (the same question asked again). A task
-whose episodes move to a new state after a step (navigation) would need the right action for
-that state; its `coldstart_recipe` should not ask for this phase until the contract offers a
-per-observation target.
+The target of a row is the episode's `oracle()` for that observation, so the phase serves any
+task's episodes: a retry asks the same question again (GeneralPoints), a route episode retries
+the same decision point after a wrong action (navigation); observations that follow a success
+(a route's next point) are not revision rows.
 
 `ColdStartRecipe.revision` (a dict of `RevisionPhase` fields) turns it on: the checkpoint is
 the task's ordinary cold start (cached, trained first if needed) plus this phase, cached
@@ -98,7 +99,7 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
     params = SamplingParams(k=1, temperature=phase.temperature, top_k=50,
                             max_new_tokens=task.max_new_tokens, seed=seed)
     revision: list[tuple[Any, str, bool]] = []  # (observation, target, the model's own?)
-    plain: list[Any] = []
+    plain: list[tuple[Any, str]] = []  # (first observation, its oracle answer)
     played = failed_first = 0
     index = first_index
     while len(revision) < want_revision:
@@ -113,26 +114,22 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
                                    verify_iters=phase.attempts + 1):
             turns = replay(task, result, phase.attempts + 1)
             failed_first += not turns[0].verdict.correct
-            own = phase.targets == "own" and len(turns) > 1 and turns[-1].verdict.correct
-            # The model's own revision that worked, or the oracle answer.
-            target = turns[-1].completion if own else task.target(result.sample)
-            for turn in turns[1:]:  # each of these follows a failed attempt
-                revision.append((turn.observation, target, own))
+            for i in range(1, len(turns)):
+                if turns[i - 1].verdict.correct:  # follows a success: not a revision
+                    continue
+                own = own_revision(turns, i) if phase.targets == "own" else None
+                revision.append((turns[i].observation, own or turns[i].target, own is not None))
             if len(plain) < want_plain:
-                plain.append(result.sample)
+                plain.append((turns[0].observation, turns[0].target))
     rng.shuffle(revision)
     revision = revision[:want_revision]
     while len(plain) < want_plain:  # more first-turn rows than episodes played: repeat
         plain.append(plain[len(plain) % max(1, len(plain))])
     prompts, completions, images = [], [], []
-    for observation, target, _ in revision:
+    for observation, target in [(o, t) for o, t, _ in revision] + plain:
         prompts.append(observation.messages)
         completions.append(target)
         images.append(list(observation.images))
-    for sample in plain:
-        prompts.append(task.messages(sample))
-        completions.append(task.target(sample))
-        images.append(task.images(sample))
     order = list(range(len(prompts)))
     rng.shuffle(order)
     stats = {"rows": len(order), "revision_rows": len(revision), "plain_rows": len(plain),
@@ -144,6 +141,17 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
             [images[i] for i in order], stats)
 
 
+
+
+def own_revision(turns: list[Any], i: int) -> str | None:
+    """The model's own first correct answer to the question turn `i` asks (that turn or a
+    later retry of it: the same oracle, no success in between), or None."""
+    for turn in turns[i:]:
+        if turn.target != turns[i].target:  # the episode moved on to another question
+            return None
+        if turn.verdict.correct:
+            return turn.completion
+    return None
 
 
 def measure_revision(model: Any, processor: Any, task: Any, splits: list[str], *, n: int = 200,

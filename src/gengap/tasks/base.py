@@ -142,13 +142,17 @@ class Episode(Protocol):
     """Multi-step interaction with one sample (gym-like).
 
     `reset()` returns the first observation; `step(completion)` judges the completion and
-    returns the next observation (None when done). `success` is the episode's binary outcome,
-    `metrics()` its episode-level numbers (e.g. per-step accuracy), aggregated as means.
+    returns the next observation (None when done). `oracle()` is a correct completion for the
+    current observation (the SFT target there: a retry asks the same question, a route's next
+    point a new one). `success` is the episode's binary outcome, `metrics()` its episode-level
+    numbers (e.g. per-step accuracy), aggregated as means.
     """
 
     def reset(self) -> Observation: ...
 
     def step(self, completion: str) -> Step: ...
+
+    def oracle(self) -> str: ...
 
     @property
     def success(self) -> bool: ...
@@ -235,6 +239,10 @@ class RetryEpisode:
         self._messages += [{"role": "assistant", "content": completion},
                            {"role": "user", "content": self.task.failure_turn(verdict)}]
         return Step(verdict, Observation(list(self._messages), self._images), False)
+
+    def oracle(self) -> str:
+        """Every attempt answers the same question: the task's target for the sample."""
+        return self.task.target(self.sample)
 
     @property
     def success(self) -> bool:

@@ -33,6 +33,7 @@ class Turn:
     verdict: Verdict
     done: bool
     generated_tokens: int = 0
+    target: str = ""  # the episode's oracle completion for this observation
 
 
 @dataclass
@@ -55,10 +56,12 @@ def replay(task: Any, result: Any, verify_iters: int | None) -> list[Turn]:
     turns = []
     per_turn = result.generated_tokens / max(1, len(result.attempts))
     for completion, recorded in zip(result.attempts, result.verdicts, strict=True):
+        target = env.oracle()
         step = env.step(completion)
         if step.verdict.reward != recorded.reward:  # a task whose episodes are not replayable
             raise RuntimeError(f"task {task.name!r}: replaying an episode changed its verdict")
-        turns.append(Turn(observation, completion, step.verdict, step.done, round(per_turn)))
+        turns.append(Turn(observation, completion, step.verdict, step.done, round(per_turn),
+                          target))
         if step.done:
             break
         observation = step.observation
