@@ -161,3 +161,49 @@ def test_route_episodes_give_rows_at_the_failed_point_only(monkeypatch, targets)
               for r in routes}
     plain = [(p, c) for p, c in zip(prompts, completions, strict=True) if len(p) == 1]
     assert len(plain) == 4 and all(c == starts[point_key(p)] for p, c in plain)
+
+
+class ResampleSampler:
+    """First attempts and retries fail; k > 1 fresh samples of a listed question hold its
+    failed answer, a wrong one and (twice) a right alternative."""
+
+    def __init__(self, alternatives: dict[str, str]):
+        self.alternatives = alternatives
+        self.resampled = 0
+
+    def generate(self, messages, images, params, keys=None):
+        out = []
+        for conversation in messages:
+            question = conversation[0]["content"]
+            if params.k > 1:
+                assert len(conversation) == 1  # fresh: without the failed history
+                self.resampled += 1
+                alt = self.alternatives.get(question, "3+3")
+                texts = [WRONG, "3+3", alt, alt][:params.k]
+            else:
+                texts = [WRONG if len(conversation) == 1 else "2+2"]
+            out.append([Completion(t, len(t), True) for t in texts])
+        return BatchResult(out, 0.0, 0, 0)
+
+
+def test_sampled_targets_are_the_models_own_right_alternative(monkeypatch, task) -> None:
+    alternatives = {}
+    for i in range(0, 16, 2):
+        sample = task.sample("warmup", i, 0)
+        if (alt := other_solution(task, sample)) is not None:
+            alternatives[task.messages(sample)[0]["content"]] = alt
+    sampler = ResampleSampler(alternatives)
+    monkeypatch.setattr("gengap.rollout.make_sampler", lambda *a, **k: sampler)
+    phase = RevisionPhase(steps=3, batch_size=8, plain_share=0.0, chunk=16, attempts=2,
+                          targets="sampled", sample_k=4)
+    prompts, completions, _, stats = revision_rows(task, None, None, phase, split="warmup",
+                                                   first_index=0, seed=0)
+    assert sampler.resampled > 0
+    oracle = {task.messages(task.sample("warmup", i, 0))[0]["content"]:
+              task.sample("warmup", i, 0).answer for i in range(16)}
+    for conversation, completion in zip(prompts, completions, strict=True):
+        question = conversation[0]["content"]
+        assert completion == alternatives.get(question, oracle[question])
+    assert stats["own_target_rows"] == sum(c[0]["content"] in alternatives for c in prompts) > 0
+    with pytest.raises(InputError, match="sample_k"):
+        revision_phase({"targets": "sampled", "sample_k": 0})

@@ -11,9 +11,13 @@ the tiny model one, from **its own failed attempts**:
    wrong answer and the verifier's feedback (``You failed this trial because ...``) -- becomes
    a training row. Its completion is the **oracle answer** (`Episode.oracle`;
    ``targets="oracle"``) or, with ``targets="own"``, the model's **own correct answer** when a
-   retry of that question went on to succeed (the oracle answer otherwise): a revision the
-   model can already produce, so the row teaches "after this failure, answer differently"
-   rather than a new solution;
+   retry of that question went on to succeed, or with ``targets="sampled"`` its most frequent
+   correct answer among `sample_k` fresh samples of the question that differs from the failed
+   ones (the oracle answer otherwise): a revision the model can already produce, so the row
+   teaches "after this failure, answer differently" rather than a new solution. ("sampled" is
+   the best-of-k self-distillation of RISE, Qu et al. 2024: a model that fails greedily often
+   holds a right answer further down its distribution -- pass@k above pass@1 -- and the
+   retry learns to reach for it.)
 3. a `plain_share` of first-turn rows (prompt -> oracle answer) keeps first attempts as good;
 4. one `SFTTrainer` pass, like every cold-start phase.
 
@@ -33,11 +37,14 @@ use of the verification turn; at a temperature, resampling alone adds some.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gengap.errors import InputError
 from gengap.tasks.base import unique_samples
+
+TARGETS = ("oracle", "own", "sampled")
 
 
 @dataclass
@@ -55,8 +62,12 @@ class RevisionPhase:
     chunk: int = 256  # warmup samples played per sampling round
     eval_n: int = 200  # episodes per test split for the before / after measurement (0: off)
     # "oracle": rows after a failure train on the oracle answer; "own": on the model's own
-    # later correct attempt in that episode, where there is one (the oracle answer otherwise).
+    # later correct attempt in that episode, where there is one; "sampled": on the model's most
+    # frequent correct answer among `sample_k` fresh samples of the question that differs from
+    # the row's failed attempts (RISE-style best-of-k self-distillation). Both fall back to the
+    # oracle answer.
     targets: str = "oracle"
+    sample_k: int = 8
     eval_temperatures: tuple[float, ...] = (0.0, 0.2)  # 0.0: greedy
 
     def validate(self) -> None:
@@ -66,8 +77,11 @@ class RevisionPhase:
             raise InputError(f"revision: plain_share must lie in [0, 1), got {self.plain_share}")
         if self.temperature <= 0:
             raise InputError("revision: temperature must be > 0 (the failures are sampled)")
-        if self.targets not in ("oracle", "own"):
-            raise InputError(f"revision: targets must be 'oracle' or 'own', got {self.targets!r}")
+        if self.targets not in TARGETS:
+            raise InputError(f"revision: targets must be one of {', '.join(TARGETS)}, "
+                             f"got {self.targets!r}")
+        if self.sample_k < 1:
+            raise InputError("revision: sample_k must be >= 1")
         if any(t < 0 for t in self.eval_temperatures):
             raise InputError("revision: eval_temperatures must be >= 0 (0: greedy)")
 
@@ -110,17 +124,25 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
                    for j in range(phase.chunk)]
         index += phase.chunk
         played += len(samples)
+        played_rows: list[tuple[Any, list[Any], int]] = []  # (episode, its turns, row turn)
         for result in run_episodes(sampler, task, unique_samples(samples), params,
                                    verify_iters=phase.attempts + 1):
             turns = replay(task, result, phase.attempts + 1)
             failed_first += not turns[0].verdict.correct
-            for i in range(1, len(turns)):
-                if turns[i - 1].verdict.correct:  # follows a success: not a revision
-                    continue
-                own = own_revision(turns, i) if phase.targets == "own" else None
-                revision.append((turns[i].observation, own or turns[i].target, own is not None))
+            # Each turn that follows a failure is a row; a turn after a success is not.
+            played_rows += [(result, turns, i) for i in range(1, len(turns))
+                            if not turns[i - 1].verdict.correct]
             if len(plain) < want_plain:
                 plain.append((turns[0].observation, turns[0].target))
+        if phase.targets == "own":
+            chosen = [own_revision(turns, i) for _, turns, i in played_rows]
+        elif phase.targets == "sampled":
+            chosen = sampled_revisions(task, sampler, replace(params, k=phase.sample_k),
+                                       played_rows, phase.attempts + 1)
+        else:
+            chosen = [None] * len(played_rows)
+        revision += [(turns[i].observation, own or turns[i].target, own is not None)
+                     for (_, turns, i), own in zip(played_rows, chosen, strict=True)]
     rng.shuffle(revision)
     revision = revision[:want_revision]
     while len(plain) < want_plain:  # more first-turn rows than episodes played: repeat
@@ -152,6 +174,45 @@ def own_revision(turns: list[Any], i: int) -> str | None:
         if turn.verdict.correct:
             return turn.completion
     return None
+
+
+def question_start(turns: list[Any], i: int) -> int:
+    """The turn that first asked the question turn `i` retries (same oracle, failures since)."""
+    j = i
+    while j > 0 and turns[j - 1].target == turns[i].target and not turns[j - 1].verdict.correct:
+        j -= 1
+    return j
+
+
+def sampled_revisions(task: Any, sampler: Any, params: Any, rows: list[tuple[Any, list, int]],
+                      verify_iters: int) -> list[str | None]:
+    """Per row (episode, turns, i): the model's most frequent correct answer among `params.k`
+    fresh samples of the question (its first asking, without the failed history) that none of
+    the row's failed attempts already is; None where no sample qualifies."""
+    starts = [question_start(turns, i) for _, turns, i in rows]
+    batch = sampler.generate(
+        [turns[j].observation.messages for (_, turns, _), j in zip(rows, starts, strict=True)],
+        [list(turns[j].observation.images) for (_, turns, _), j in zip(rows, starts,
+                                                                          strict=True)],
+        params, keys=[f"{r.sample.id}#{r.sample_index}#resample{j}"
+                      for (r, _, _), j in zip(rows, starts, strict=True)])
+    out: list[str | None] = []
+    for (result, turns, i), j, candidates in zip(rows, starts, batch.completions, strict=True):
+        failed = {turn.completion.strip() for turn in turns[j:i]}
+        counts = Counter(c.text for c in candidates if c.text.strip() not in failed)
+        out.append(next((text for text, _ in counts.most_common()
+                         if judge_at(task, result, j, text, verify_iters)), None))
+    return out
+
+
+def judge_at(task: Any, result: Any, j: int, completion: str, verify_iters: int) -> bool:
+    """Whether `completion` is right at turn `j` of the episode (replayed to that point:
+    episodes are deterministic given their completions)."""
+    env = task.episode(result.sample, verify_iters)
+    env.reset()
+    for attempt in result.attempts[:j]:
+        env.step(attempt)
+    return bool(env.step(completion).verdict.correct)
 
 
 def measure_revision(model: Any, processor: Any, task: Any, splits: list[str], *, n: int = 200,
