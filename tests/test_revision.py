@@ -207,3 +207,16 @@ def test_sampled_targets_are_the_models_own_right_alternative(monkeypatch, task)
     assert stats["own_target_rows"] == sum(c[0]["content"] in alternatives for c in prompts) > 0
     with pytest.raises(InputError, match="sample_k"):
         revision_phase({"targets": "sampled", "sample_k": 0})
+
+
+def test_measure_revision_counts_route_points_as_questions(monkeypatch) -> None:
+    task = build_task("navigation", {"prompt_style": "compact"})
+    routes = [task.sample("test-id", i, 0) for i in range(4)]
+    monkeypatch.setattr("gengap.rollout.make_sampler",
+                        lambda *a, **k: RouteSampler(task, routes))
+    out = measure_revision(None, None, task, ["test-id"], n=4)["test-id"]
+    points = sum(len(task.points(r)) for r in routes)
+    assert out["questions"] == points and out["V"] == 2
+    assert out["first_attempt"] == pytest.approx((points - 4) / points)  # point 1 misses once
+    assert out["within_2"] == 1 and out["episode_success"] == 1
+    assert out["gain"] == pytest.approx(4 / points) and out["repeats"] == 0

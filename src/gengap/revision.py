@@ -215,12 +215,27 @@ def judge_at(task: Any, result: Any, j: int, completion: str, verify_iters: int)
     return bool(env.step(completion).verdict.correct)
 
 
+def questions(turns: list[Any]) -> list[list[Any]]:
+    """An episode's turns grouped by the question they answer: a retry continues its
+    question; a success or a new oracle answer starts the next (a route's next point)."""
+    groups: list[list[Any]] = []
+    for i, turn in enumerate(turns):
+        if groups and question_start(turns, i) != i:
+            groups[-1].append(turn)
+        else:
+            groups.append([turn])
+    return groups
+
+
 def measure_revision(model: Any, processor: Any, task: Any, splits: list[str], *, n: int = 200,
                      verify_iters: int | None = None, temperature: float = 0.0,
                      seed: int = 0) -> dict[str, dict[str, float]]:
-    """First-attempt success and success within V (greedy by default) per split, and how often
-    a second attempt repeats the failed first one word for word (`repeats`)."""
+    """Per split, over the questions the episodes asked (a GeneralPoints episode asks one, a
+    route episode one per decision point it reached): first-attempt success, success within V
+    attempts, and how often a second attempt repeats the failed first one word for word
+    (`repeats`); greedy by default. `episode_success` is the episodes' own outcome."""
     from gengap.rollout import SamplingParams, make_sampler, run_episodes
+    from gengap.train.turns import replay
 
     v = verify_iters or task.verify_iters
     sampler = make_sampler(model, processor)
@@ -231,14 +246,16 @@ def measure_revision(model: Any, processor: Any, task: Any, splits: list[str], *
         results = run_episodes(sampler, task, samples, SamplingParams(
             k=1, temperature=temperature, top_k=50 if temperature else 0,
             max_new_tokens=task.max_new_tokens, seed=seed), verify_iters=v)
-        first = sum(bool(r.verdicts[0].correct) for r in results) / count
-        within = sum(r.success for r in results) / count
-        retried = [r for r in results if len(r.attempts) > 1]
-        repeats = sum(r.attempts[1].strip() == r.attempts[0].strip() for r in retried)
-        out[split] = {"first_attempt": first, f"within_{v}": within,
-                      "gain": within - first, "mean_attempts":
-                      sum(len(r.attempts) for r in results) / count, "n": count, "V": v,
-                      "repeats": repeats / len(retried) if retried else 0.0}
+        asked = [q for r in results for q in questions(replay(task, r, v))]
+        first = sum(bool(q[0].verdict.correct) for q in asked) / len(asked)
+        within = sum(any(t.verdict.correct for t in q) for q in asked) / len(asked)
+        retried = [q for q in asked if len(q) > 1]
+        repeats = sum(q[1].completion.strip() == q[0].completion.strip() for q in retried)
+        out[split] = {"first_attempt": first, f"within_{v}": within, "gain": within - first,
+                      "mean_attempts": sum(len(q) for q in asked) / len(asked),
+                      "repeats": repeats / len(retried) if retried else 0.0,
+                      "episode_success": sum(r.success for r in results) / count,
+                      "n": count, "questions": len(asked), "V": v}
     return out
 
 
