@@ -268,3 +268,12 @@ def test_sweep_brackets_the_best_rate() -> None:
     assert bracket([1e-4, 3e-4, 1e-3], [0.4, 0.5, 0.6]) == (3.33e-03, False)
     # A tie at the low edge is a plateau: nothing beyond it to find.
     assert bracket([1e-4, 3e-4, 1e-3], [0.6, 0.6, 0.4]) == (None, True)
+
+
+def test_cost_table_steps_are_what_ran_with_the_cap_when_flops_stopped_early() -> None:
+    from gengap.report.markdown import steps_text
+
+    assert steps_text([{"steps": 60, "steps_done": 60}]) == "60"
+    assert steps_text([{"steps": 100, "steps_done": 6}, {"steps": 100, "steps_done": 8}]) == (
+        "7 (cap 100)")
+    assert steps_text([{"steps": 40}]) == "40"  # an older budget without steps_done

@@ -164,6 +164,17 @@ def metric_tables(study: Study, which: str = "best") -> list[str]:
     return lines
 
 
+def steps_text(budgets: list[dict]) -> str:
+    """Optimizer steps the runs took (mean), with the cap when a FLOPs match stopped them
+    early (`steps` is then a cap, `steps_done` what ran)."""
+    cap = budgets[0].get("steps")
+    done = [b.get("steps_done", b.get("steps")) for b in budgets]
+    if any(d is None for d in done):
+        return str(cap if cap is not None else "—")
+    text = f"{statistics.fmean(done):.3g}"
+    return f"{text} (cap {cap})" if cap is not None and min(done) < cap else text
+
+
 def budget_table(study: Study) -> list[str]:
     """What each arm cost and saw: lr picked per start, epochs, FLOPs, CPU and wall seconds."""
     lines = ["| arm | lr per start | steps | epochs | FLOPs | CPU s | wall s | tokens |",
@@ -181,7 +192,7 @@ def budget_table(study: Study) -> list[str]:
                         for r in study.runs[arm] if r.budget)
         epochs = [b["epochs"] for b in budgets if b.get("epochs") is not None]
         tokens = [b["tokens"] for b in budgets if b.get("tokens") is not None]
-        lines.append(f"| {arm} | {lrs} | {budgets[0].get('steps', '—')} | "
+        lines.append(f"| {arm} | {lrs} | {steps_text(budgets)} | "
                      f"{_num(statistics.fmean(epochs) if epochs else None, '.2f')} | "
                      f"{_num(mean('flops'), '.2e')} | {_num(mean('cpu_seconds'), '.0f')} | "
                      f"{_num(mean('wall_seconds'), '.0f')} | "
