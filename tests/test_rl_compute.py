@@ -73,11 +73,14 @@ def test_sft_records_flops_per_checkpoint_and_curve(tmp_path: Path, tiny: Path,
 
     # A run from that checkpoint counts its tokens as D_init; a FLOPs budget stops it early.
     target = study["gflops"] * 1.5
-    again = load_recipe(SFTRecipe, None, ["batch_size=4", "save_every=50", "eval_every=0",
+    again = load_recipe(SFTRecipe, None, ["batch_size=4", "save_every=50", "eval_every=5",
                                           "grad_norm_every=0", f"max_gflops={target}", *TASK],
                         model=str(result.final_model), data=str(sft_data),
                         out=str(tmp_path / "b"), steps=50)
-    second = train_sft(again).budget
+    stopped = train_sft(again, eval_fn=fake_eval)
+    second = stopped.budget
+    # The curve ends where the budget stopped the run, not at the last multiple of eval_every.
+    assert [r["step"] for r in stopped.curve][-1] == second["steps_done"]
     assert second["study_flops"]["D_init"] == study["D"]
     assert second["study_flops"]["D_init_known"] is True
     assert second["gflops"] >= target and second["steps_done"] < 50

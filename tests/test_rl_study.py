@@ -51,8 +51,12 @@ def test_rl_study_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert budgets[arm]["max_gflops"] == target and budgets[arm]["gflops"] >= target, arm
     assert budgets["grpo-nowarmup"]["study_flops"]["D_init"] == 0
     assert budgets["grpo-nowarmup"]["steps_done"] == 4
+    # sft-overfit spends overfit_factor x the matched training FLOPs: longer than SFT-all.
     overfit = budgets["sft-overfit"]
-    assert overfit["steps_done"] == 8  # overfit_factor x steps, not FLOPs-matched
+    base = 6e-9 * overfit["parameters"] * overfit["study_flops"]["D_init"]
+    assert overfit["max_gflops"] == pytest.approx(base + 2 * (target - base))
+    assert overfit["gflops"] >= overfit["max_gflops"]
+    assert overfit["steps_done"] > budgets["sft-all"]["steps_done"]
     assert budgets["grpo-from-overfit"]["study_flops"]["D_init"] == (
         overfit["study_flops"]["D_init"] + overfit["study_flops"]["D"])
     assert budgets["grpo-mt-v3"]["verify_iters"] == 3 and budgets["ppo"]["kind"] == "ppo"

@@ -81,7 +81,9 @@ class StudyConfig:
     # `match_arm` (default: the first arm) trains `steps` steps and every other arm of the
     # start trains until it has spent as many FLOPs (at most `match_max_factor` x `steps`);
     # arms with a start of their own (<rl>-nowarmup, <rl>-from-overfit) train `steps`, and
-    # sft-overfit `overfit_factor` x `steps`.
+    # sft-overfit `overfit_factor` x `steps` (with match: flops, `overfit_factor` x the
+    # training FLOPs every matched arm spends: SFT-all's own steps are matched, so a multiple
+    # of `steps` could leave the "over-fitted" arm shorter than SFT-all).
     match: Literal["steps", "flops"] = "steps"
     match_arm: str | None = None
     match_max_factor: float = 10.0
@@ -443,8 +445,9 @@ class Study:
             return None
         return self.config.match_arm or next(iter(self.arms))
 
-    def flops_target(self, start: int, seed: int) -> float | None:
-        """GFLOPs the arms of (start, seed) train to: the match arm's at its last step."""
+    def flops_target(self, start: int, seed: int, factor: float = 1.0) -> float:
+        """GFLOPs the arms of (start, seed) train to: the match arm's at its last step (with
+        `factor`, the start's own 6N*D_init plus `factor` x what the match arm spent past it)."""
         from gengap.cost import read_compute
         from gengap.train.common import FINAL_DIR
 
@@ -452,7 +455,9 @@ class Study:
         if record is None:
             raise InputError(f"match: flops needs the finished {self.match_arm!r} run first",
                              where=str(self.run_dir(start, self.match_arm, seed)))
-        return record["study_flops"]["gflops"]
+        study = record["study_flops"]
+        base = 6.0 * study["N"] * study["D_init"] / 1e9
+        return base + factor * (study["gflops"] - base)
 
     def arm_start(self, start: int, arm: str, model: Path, seed: int) -> Path:
         """The checkpoint `arm` trains from: the start model, the same architecture with
@@ -492,12 +497,12 @@ class Study:
                                      learning_rate=lr)
         # Arms from another start (fresh weights, another arm's checkpoint) train `steps`:
         # their D_init differs, so a shared total would starve or flood them.
-        # sft-overfit trains its own multiple of `steps` (over-fitting is its point).
+        # sft-overfit trains its own multiple of the matched compute (over-fitting is its point).
         spec = self.arms[arm]
-        if (self.match_arm is not None and arm != self.match_arm and not spec.get("start")
-                and not spec.get("steps_factor")):
+        if self.match_arm is not None and arm != self.match_arm and not spec.get("start"):
+            factor = getattr(self.config, spec["steps_factor"]) if spec.get("steps_factor") else 1
             recipe = dataclasses.replace(
-                recipe, max_gflops=self.flops_target(start, seed),
+                recipe, max_gflops=self.flops_target(start, seed, factor),
                 steps=max(recipe.steps, round(recipe.steps * self.config.match_max_factor)))
         result = TRAINERS[self.arms[arm]["kind"]](recipe)
         checkpoints = {int(p.name.split("-")[1]): p for p in out.glob("checkpoint-*")

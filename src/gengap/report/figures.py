@@ -3,6 +3,7 @@ when the study holds no data for it yet (a partial study still gets a report).""
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -25,12 +26,27 @@ ARM_COLOURS = {
 BUCKET_COLOURS = {"easy": "#2ca02c", "medium": "#ff7f0e", "hard": "#d62728"}
 
 
+# The RL experiments' arms: each family's colour, paler for "from elsewhere" starts.
+RL_VARIANT_COLOURS = {"nowarmup": "#7f7f7f", "from-overfit": "#e377c2", "overfit": "#bcbd22"}
+V_ARM = re.compile(r"^(?P<rl>grpo|ppo)(?:-mt)?-v(?P<v>\d+)$")
+
+
 def _colour(arm: str) -> Any:
-    """The arm's colour; SFT-EM + hard arms shade from light green to olive as the share grows."""
+    """The arm's colour. SFT-EM + hard arms shade from light green to olive as the share
+    grows; a verification-iteration arm (<rl>[-mt]-v<V>) from pale to deep purple (GRPO) or
+    brown (PPO) as V grows; an arm no rule knows gets None (matplotlib's cycle)."""
     share = hard_share(arm)
     if share is not None:
         light, dark = np.array([0.60, 0.87, 0.54]), np.array([0.50, 0.50, 0.0])
         return tuple(light + min(1.0, share / 0.3) * (dark - light))
+    if match := V_ARM.match(arm):
+        light, dark = ((np.array([0.78, 0.72, 0.95]), np.array([0.23, 0.10, 0.45]))
+                       if match["rl"] == "grpo" else
+                       (np.array([0.99, 0.80, 0.55]), np.array([0.55, 0.27, 0.07])))
+        return tuple(light + min(1.0, np.log10(int(match["v"])) / 1.0) * (dark - light))
+    for suffix, colour in RL_VARIANT_COLOURS.items():
+        if arm.endswith(f"-{suffix}") or arm == f"sft-{suffix}":
+            return colour
     return ARM_COLOURS.get(arm)
 
 
@@ -106,8 +122,9 @@ def success_curves(study: Study, out: Path) -> Path | None:
 
 def success_vs_gflops(study: Study, out: Path) -> Path | None:
     """OOD (and ID) success against training compute in the study's GFLOPs
-    (6N(D_init + D) + 2N*D_buffer, "SFT Memorizes, RL Generalizes" Figures 5-6): one panel
-    per evaluated split, OOD first, one line per arm (means over runs at each checkpoint)."""
+    (6N(D_init + D) + 2N*D_buffer, "SFT Memorizes, RL Generalizes" Figures 5-6), counted from
+    each run's start (its 6N*D_init, the same for the arms of a start, is subtracted): one
+    panel per evaluated split, OOD first, one line per arm (means over runs per checkpoint)."""
     splits = [*study.ood_splits, *(s for s in study.splits if s not in study.ood_splits)]
     arms = [a for a in study.arms() if a != "init"]
     lines: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
@@ -115,9 +132,13 @@ def success_vs_gflops(study: Study, out: Path) -> Path | None:
         for split in splits:
             by_step: dict[int, list[tuple[float, float]]] = defaultdict(list)
             for run in study.runs.get(arm, []):
-                for row in run.curve:
-                    if row["split"] == split and row.get("gflops") is not None:
-                        by_step[row["step"]].append((row["gflops"], row["success"]))
+                rows = [r for r in run.curve
+                        if r["split"] == split and r.get("gflops") is not None]
+                # The start's own compute (6N*D_init at step 0) is every warm arm's and would
+                # stack them all at one x: plot what each run spent past its start.
+                spent = min((r["gflops"] for r in rows), default=0.0)
+                for row in rows:
+                    by_step[row["step"]].append((row["gflops"] - spent, row["success"]))
             if by_step:
                 steps = sorted(by_step)
                 lines[arm, split] = (
@@ -137,10 +158,11 @@ def success_vs_gflops(study: Study, out: Path) -> Path | None:
             ax.axhline(100 * init[0], color="#555555", ls="--", lw=1, label="init")
         role = "OOD" if split in study.ood_splits else "ID"
         ax.set_title(f"{split} ({role})")
-        ax.set_xlabel("training GFLOPs: 6N(D_init+D) + 2N·D_buffer")
+        ax.set_xlabel("GFLOPs past the start (6N·D + 2N·D_buffer)")
         ax.set_ylabel("success (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="best")
+    # Many arms (the RL experiments): the legend goes beside the panels, not over the lines.
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return _save(fig, out)
 
 

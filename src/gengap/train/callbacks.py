@@ -98,6 +98,11 @@ class CurveCallback(TrainerCallback):
         if self.every and (step % self.every == 0 or step == state.max_steps):
             self._evaluate(state, kwargs["model"], kwargs["processing_class"])
 
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # A run stopped before max_steps (a FLOPs match) still ends its curve at its last step.
+        if self.every:
+            self._evaluate(state, kwargs["model"], kwargs["processing_class"])
+
 
 class BucketGradNormCallback(TrainerCallback):
     """DC-SFT's mechanism probe: the gradient norm of a fixed batch from each difficulty bucket.
