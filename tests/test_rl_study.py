@@ -61,6 +61,11 @@ def test_rl_study_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         overfit["study_flops"]["D_init"] + overfit["study_flops"]["D"])
     assert budgets["grpo-mt-v3"]["verify_iters"] == 3 and budgets["ppo"]["kind"] == "ppo"
     report = (out / "report.md").read_text()
+    # The preset tests every arm as the study does: success within V = 5 attempts.
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["evaluation"]["attempts"] == 5 and "success within 5" in report
+    test = json.loads(next((runs / "grpo" / "seed-0" / "test").rglob("results.json")).read_text())
+    assert test["verify_iters"] == 5 and test["results"]["test-id"]["mean_attempts"] > 1
     for title in ("More verification iterations give RL a larger OOD gain",
                   "RL needs the SFT warm-up", "does not recover OOD performance",
                   "Verification-iteration ablation (equal compute)"):

@@ -47,6 +47,10 @@ def test_presets_load_and_validate() -> None:
         load_preset("tiny-gp-text", overrides=["verdict_checkpoint=middle"])
     with pytest.raises(InputError, match="repeats"):
         load_preset("tiny-gp-text", overrides=["seeds=[1,1]"])
+    with pytest.raises(InputError, match="eval_verify_iters"):
+        load_preset("tiny-gp-text", overrides=["eval_verify_iters=-1"])
+    assert load_preset("tiny-gp-text").eval_verify_iters == 1  # DC-SFT: the first attempt
+    assert load_preset("tiny-gp-rl").eval_verify_iters == 0  # the study's: within the task's V
 
 
 @pytest.mark.slow

@@ -94,6 +94,11 @@ class StudyConfig:
     # The verdicts' test sets: episodes per generated split (a finite split is tested whole),
     # on the best-on-validation and the last checkpoint of every arm.
     test_n: int = 1000
+    # Attempts per curve and test episode: 1 (first-attempt success, DC-SFT's measure and the
+    # recognition one), or up to V (success within V attempts, "SFT Memorizes, RL
+    # Generalizes"' success rate; 0 = the task's verify_iters). ID validation (the pick of the
+    # best checkpoint and of the learning rate) stays at the first attempt.
+    eval_verify_iters: int = 1
     # Which checkpoint the verdicts compare: the best on ID validation, or the last.
     verdict_checkpoint: Literal["best", "last"] = "best"
     alpha: float = 0.05  # family-wise error of all verdicts together (Bonferroni)
@@ -142,6 +147,9 @@ class StudyConfig:
                              hint=f"arms: {', '.join(self.arms)}")
         if self.match_max_factor < 1:
             raise InputError(f"'match_max_factor' must be >= 1, got {self.match_max_factor}")
+        if self.eval_verify_iters < 0:
+            raise InputError(f"'eval_verify_iters' must be >= 0, got {self.eval_verify_iters}",
+                             hint="1: first attempt; V: success within V; 0: the task's V")
         if self.lr_extend < 0:
             raise InputError(f"'lr_extend' must be >= 0, got {self.lr_extend}")
 
@@ -242,6 +250,7 @@ class Study:
                        "eval_every": c.eval_every, "match": c.match,
                        "match_arm": self.match_arm if c.match == "flops" else None},
             "evaluation": {"curve_n": c.eval_n, "test_n": c.test_n, "val_n": c.sweep_val_n,
+                           "attempts": self.eval_verify_iters,
                            "decoding": "greedy, 1 attempt"},
             "verdict": {"checkpoint": c.verdict_checkpoint, "alpha": c.alpha,
                         "margin": c.margin},
@@ -343,7 +352,7 @@ class Study:
         from gengap.evaluate import EvalConfig
 
         return EvalConfig(model=model, task=self.config.task, splits=self.eval_splits,
-                          n=n, verify_iters=1, temperature=0.0, seed=0,
+                          n=n, verify_iters=self.eval_verify_iters, temperature=0.0, seed=0,
                           task_options=self.task_options, clip_n=True)
 
     def test_eval(self, model: str, run: Path, step: int) -> dict[str, Any]:
@@ -380,7 +389,7 @@ class Study:
             "merge_adapters": self.config.merge_adapters,
             "save_every": self.config.eval_every, "eval_every": self.config.eval_every,
             "eval_splits": list(self.eval_splits), "eval_n": self.config.eval_n,
-            "eval_verify_iters": 1, "save_only_model": True,
+            "eval_verify_iters": self.eval_verify_iters, "save_only_model": True,
         }
         from gengap.train.ppo import PPORecipe
 
@@ -437,6 +446,11 @@ class Study:
             "bracketed": result["bracketed"], "validation": result["validation"],
         })
         return result["picked"]
+
+    @property
+    def eval_verify_iters(self) -> int:
+        """Attempts per curve and test episode (`eval_verify_iters`; 0: the task's V)."""
+        return self.config.eval_verify_iters or self.task.verify_iters
 
     @property
     def match_arm(self) -> str | None:

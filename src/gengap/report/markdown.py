@@ -42,7 +42,8 @@ def design_lines(study: Study) -> list[str]:
             + f" ({len(seeds)} distinct).",
             f"- **Budget**: {budget.get('steps')} steps of {budget.get('batch_size')} prompts "
             f"for every arm, a checkpoint every {budget.get('eval_every')} steps.",
-            f"- **Evaluation** (greedy, one attempt): curves {ev.get('curve_n')} episodes per "
+            f"- **Evaluation** (greedy, {attempts_text(ev.get('attempts', 1))}): curves "
+            f"{ev.get('curve_n')} episodes per "
             f"split and checkpoint; ID validation {ev.get('val_n')} held-out episodes per "
             f"checkpoint (picks the best one); test sets {ev.get('test_n')} episodes per split "
             "(a smaller finite split whole), the same episodes for every arm and start, on each "
@@ -162,6 +163,14 @@ def metric_tables(study: Study, which: str = "best") -> list[str]:
         lines = ["## Task metrics", "", "At each arm's " + which + " checkpoint (%), mean over "
                  "runs: " + "; ".join(f"`{n}`: {d}" for n, d in docs.items()) + ".", ""] + lines
     return lines
+
+
+def attempts_text(attempts: int) -> str:
+    """How many tries a test episode gives the model."""
+    if attempts <= 1:
+        return "one attempt"
+    return (f"up to {attempts} attempts with the verifier's feedback between them: success "
+            f"within {attempts}; ID validation reads the first attempt")
 
 
 def steps_text(budgets: list[dict]) -> str:
