@@ -127,6 +127,14 @@ def study_flops(n_params: int, *, trained_tokens: int, buffer_tokens: int = 0,
     }
 
 
+def gflops_past_start(study: dict[str, Any]) -> float:
+    """What a run spent itself in the study's GFLOPs (6N*D + 2N*D_buffer of this run): its
+    `study_flops` total without the start checkpoint's share, which is every arm's of a start
+    and most of the total."""
+    buffer = study.get("D_buffer_run", study["D_buffer"])
+    return (6.0 * study["N"] * study["D"] + 2.0 * study["N"] * buffer) / 1e9
+
+
 def read_compute(checkpoint: str | Path) -> dict[str, Any] | None:
     """The compute record of a checkpoint gengap wrote (None for any other model)."""
     path = Path(checkpoint) / COMPUTE_FILE

@@ -100,7 +100,8 @@ def revision_phase(settings: dict[str, Any]) -> RevisionPhase:
 def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *, split: str,
                   first_index: int, seed: int) -> tuple[list[Any], list[str], list[Any], dict]:
     """(prompts, completions, images, stats) of the phase: observations after the model's
-    own failures -> oracle answers, plus first-turn rows, `steps x batch_size` in all."""
+    own failures -> the `targets` answer (the oracle's where it has none), plus first-turn
+    rows, `steps x batch_size` in all."""
     from gengap.rollout import SamplingParams, make_sampler, run_episodes
     from gengap.train.turns import replay
 
@@ -163,8 +164,6 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
             [images[i] for i in order], stats)
 
 
-
-
 def own_revision(turns: list[Any], i: int) -> str | None:
     """The model's own first correct answer to the question turn `i` asks (that turn or a
     later retry of it: the same oracle, no success in between), or None."""
@@ -189,17 +188,21 @@ def sampled_revisions(task: Any, sampler: Any, params: Any, rows: list[tuple[Any
     """Per row (episode, turns, i): the model's most frequent correct answer among `params.k`
     fresh samples of the question (its first asking, without the failed history) that none of
     the row's failed attempts already is; None where no sample qualifies."""
-    starts = [question_start(turns, i) for _, turns, i in rows]
+    # One draw per question asked: the rows after a question's 1st and 2nd failure share it.
+    asks: dict[tuple[int, int], Any] = {}  # (episode, turn that asked) -> the observation
+    for result, turns, i in rows:
+        j = question_start(turns, i)
+        asks.setdefault((id(result), j), (result, turns[j].observation))
     batch = sampler.generate(
-        [turns[j].observation.messages for (_, turns, _), j in zip(rows, starts, strict=True)],
-        [list(turns[j].observation.images) for (_, turns, _), j in zip(rows, starts,
-                                                                          strict=True)],
+        [obs.messages for _, obs in asks.values()], [list(obs.images) for _, obs in asks.values()],
         params, keys=[f"{r.sample.id}#{r.sample_index}#resample{j}"
-                      for (r, _, _), j in zip(rows, starts, strict=True)])
+                      for (_, j), (r, _) in asks.items()])
+    drawn = dict(zip(asks, batch.completions, strict=True))
     out: list[str | None] = []
-    for (result, turns, i), j, candidates in zip(rows, starts, batch.completions, strict=True):
+    for result, turns, i in rows:
+        j = question_start(turns, i)
         failed = {turn.completion.strip() for turn in turns[j:i]}
-        counts = Counter(c.text for c in candidates if c.text.strip() not in failed)
+        counts = Counter(c.text for c in drawn[id(result), j] if c.text.strip() not in failed)
         out.append(next((text for text, _ in counts.most_common()
                          if judge_at(task, result, j, text, verify_iters)), None))
     return out

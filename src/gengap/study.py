@@ -250,8 +250,8 @@ class Study:
                        "eval_every": c.eval_every, "match": c.match,
                        "match_arm": self.match_arm if c.match == "flops" else None},
             "evaluation": {"curve_n": c.eval_n, "test_n": c.test_n, "val_n": c.sweep_val_n,
-                           "attempts": self.eval_verify_iters,
-                           "decoding": "greedy, 1 attempt"},
+                           "attempts": self.eval_verify_iters, "decoding": "greedy",
+                           "validation_attempts": 1},
             "verdict": {"checkpoint": c.verdict_checkpoint, "alpha": c.alpha,
                         "margin": c.margin},
             "provenance": run_metadata(current, min(self.design)),
@@ -461,8 +461,8 @@ class Study:
 
     def flops_target(self, start: int, seed: int, factor: float = 1.0) -> float:
         """GFLOPs the arms of (start, seed) train to: the match arm's at its last step (with
-        `factor`, the start's own 6N*D_init plus `factor` x what the match arm spent past it)."""
-        from gengap.cost import read_compute
+        `factor`, the start's share plus `factor` x what the match arm spent itself)."""
+        from gengap.cost import gflops_past_start, read_compute
         from gengap.train.common import FINAL_DIR
 
         record = read_compute(self.run_dir(start, self.match_arm, seed) / FINAL_DIR)
@@ -470,8 +470,7 @@ class Study:
             raise InputError(f"match: flops needs the finished {self.match_arm!r} run first",
                              where=str(self.run_dir(start, self.match_arm, seed)))
         study = record["study_flops"]
-        base = 6.0 * study["N"] * study["D_init"] / 1e9
-        return base + factor * (study["gflops"] - base)
+        return study["gflops"] + (factor - 1) * gflops_past_start(study)
 
     def arm_start(self, start: int, arm: str, model: Path, seed: int) -> Path:
         """The checkpoint `arm` trains from: the start model, the same architecture with

@@ -3,7 +3,6 @@ when the study holds no data for it yet (a partial study still gets a report).""
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -15,7 +14,7 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gengap.arms import hard_share
+from gengap.arms import hard_share, verify_iters_of
 from gengap.report.collect import Study
 
 ARM_COLOURS = {
@@ -26,26 +25,27 @@ ARM_COLOURS = {
 BUCKET_COLOURS = {"easy": "#2ca02c", "medium": "#ff7f0e", "hard": "#d62728"}
 
 
-# The RL experiments' arms: each family's colour, paler for "from elsewhere" starts.
-RL_VARIANT_COLOURS = {"nowarmup": "#7f7f7f", "from-overfit": "#e377c2", "overfit": "#bcbd22"}
-V_ARM = re.compile(r"^(?P<rl>grpo|ppo)(?:-mt)?-v(?P<v>\d+)$")
+# The RL experiments' arms with a start of their own (matched by name suffix, in this order).
+RL_VARIANT_COLOURS = {"-nowarmup": "#7f7f7f", "-from-overfit": "#e377c2", "-overfit": "#bcbd22"}
+# A verification-iteration arm shades from pale to deep as V goes from 1 to 10.
+_PURPLES = (np.array([0.78, 0.72, 0.95]), np.array([0.23, 0.10, 0.45]))
+V_SHADES = {"grpo": _PURPLES, "grpo-mt": _PURPLES,
+            "ppo": (np.array([0.99, 0.80, 0.55]), np.array([0.55, 0.27, 0.07]))}
 
 
 def _colour(arm: str) -> Any:
     """The arm's colour. SFT-EM + hard arms shade from light green to olive as the share
-    grows; a verification-iteration arm (<rl>[-mt]-v<V>) from pale to deep purple (GRPO) or
+    grows; a verification-iteration arm (`verify_iters_of`) from pale to deep purple (GRPO) or
     brown (PPO) as V grows; an arm no rule knows gets None (matplotlib's cycle)."""
     share = hard_share(arm)
     if share is not None:
         light, dark = np.array([0.60, 0.87, 0.54]), np.array([0.50, 0.50, 0.0])
         return tuple(light + min(1.0, share / 0.3) * (dark - light))
-    if match := V_ARM.match(arm):
-        light, dark = ((np.array([0.78, 0.72, 0.95]), np.array([0.23, 0.10, 0.45]))
-                       if match["rl"] == "grpo" else
-                       (np.array([0.99, 0.80, 0.55]), np.array([0.55, 0.27, 0.07])))
-        return tuple(light + min(1.0, np.log10(int(match["v"])) / 1.0) * (dark - light))
+    if (v_arm := verify_iters_of(arm)) is not None:
+        light, dark = V_SHADES[v_arm[0]]
+        return tuple(light + min(1.0, np.log10(v_arm[1])) * (dark - light))
     for suffix, colour in RL_VARIANT_COLOURS.items():
-        if arm.endswith(f"-{suffix}") or arm == f"sft-{suffix}":
+        if arm.endswith(suffix):
             return colour
     return ARM_COLOURS.get(arm)
 
@@ -86,7 +86,8 @@ def success_curves(study: Study, out: Path) -> Path | None:
     if not study.splits or not arms:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4), squeeze=False)
-    budget = study.plan.get("budget", {}).get("steps")
+    # The budget's steps, or further where an arm ran past them (FLOPs-matched arms do).
+    last = budget = study.plan.get("budget", {}).get("steps") or 0
     for ax, split in zip(axes[0], panels):
         for arm in arms:
             steps, means, ses = _mean_curve(study, arm, split)
@@ -96,6 +97,7 @@ def success_curves(study: Study, out: Path) -> Path | None:
                     steps, means, ses = [0, *steps], [init[1][0], *means], [0.0, *ses]
             if not steps:
                 continue
+            last = max(last, steps[-1])
             ax.plot(steps, [100 * m for m in means], marker="o", ms=3, label=arm,
                     color=_colour(arm))
             ax.fill_between(steps, [100 * (m - e) for m, e in zip(means, ses)],
@@ -110,7 +112,7 @@ def success_curves(study: Study, out: Path) -> Path | None:
         if init:
             ax.axhline(100 * init[0], color="#555555", ls="--", lw=1, label="init")
         if budget:
-            ax.set_xlim(0, budget * 1.02)
+            ax.set_xlim(0, last * 1.02)
         ax.set_title(split or "ID validation (picks the best checkpoint; dotted: best step)",
                      fontsize=9 if split is None else 11)
         ax.set_xlabel("training step")
@@ -172,6 +174,8 @@ def id_vs_ood(study: Study, out: Path, which: str = "best") -> Path | None:
     if id_split is None or not ood:
         return None
     fig, axes = plt.subplots(1, len(ood), figsize=(5 * len(ood), 4.2), squeeze=False)
+    # Past a handful of arms, labels beside the points collide: a legend names them instead.
+    crowded = len(study.arms()) > 8
     for ax, split in zip(axes[0], ood):
         labels_at: dict[tuple[float, float], int] = {}  # arms on one point: stack their labels
         for arm in study.arms():
@@ -181,7 +185,9 @@ def id_vs_ood(study: Study, out: Path, which: str = "best") -> Path | None:
                 continue
             point = (round(100 * x[0], 1), round(100 * y[0], 1))
             ax.errorbar(*point, xerr=100 * x[1], yerr=100 * y[1], fmt="o",
-                        color=_colour(arm), capsize=3)
+                        color=_colour(arm), capsize=3, label=arm)
+            if crowded:
+                continue
             stacked = labels_at.get(point, 0)
             labels_at[point] = stacked + 1
             ax.annotate(arm, point, textcoords="offset points", xytext=(5, 4 - 10 * stacked),
@@ -190,6 +196,8 @@ def id_vs_ood(study: Study, out: Path, which: str = "best") -> Path | None:
         ax.set_ylabel(f"{split} success (%)")
         ax.set_title(f"{which} checkpoint on the test sets", fontsize=10)
         ax.grid(alpha=0.3)
+    if crowded:
+        axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return _save(fig, out)
 
 

@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 from gengap.arms import verify_iters_of
+from gengap.cost import gflops_past_start
 
 CLAIMS = {
     "verification_iterations": (
@@ -83,15 +84,6 @@ def v_gain_text(study: Any, which: str) -> str:
     return ("OOD gain over init: " + ", ".join(cells)) if cells else ""
 
 
-def spent_gflops(budget: dict[str, Any]) -> float | None:
-    """The study's GFLOPs a run spent past its start (its 6N*D_init, every arm's of a start,
-    left out: it is most of the total and would hide the differences)."""
-    study = budget.get("study_flops") or {}
-    if budget.get("gflops") is None or not study:
-        return None
-    return budget["gflops"] - 6e-9 * study["N"] * study["D_init"]
-
-
 def v_table(study: Any, which: str = "best") -> list[str]:
     """The V ablation as a markdown table: per arm, ID / OOD success and the OOD gain."""
     arms = [a for family in v_arms(study).values() for _, a in family]
@@ -107,10 +99,11 @@ def v_table(study: Any, which: str = "best") -> list[str]:
         ood = [o for o in ood if o]
         gains = [g for s in study.ood_splits
                  if (g := study.paired_delta(arm, "init", s, which)) is not None]
-        gflops = [spent_gflops(r.budget) for r in study.runs[arm] if r.budget]
+        gflops = [gflops_past_start(r.budget["study_flops"]) for r in study.runs[arm]
+                  if r.budget and r.budget.get("study_flops")]
         ident = study.success(arm, id_split, which) if id_split else None
         lines.append(
-            f"| {arm} | {v} | {sum(gflops) / len(gflops):.1f} |" if gflops and all(gflops)
+            f"| {arm} | {v} | {sum(gflops) / len(gflops):.1f} |" if gflops
             else f"| {arm} | {v} | — |")
         lines[-1] += (f" {100 * ident[0]:.1f} |" if ident else " — |")
         lines[-1] += (f" {100 * sum(o[0] for o in ood) / len(ood):.1f} |" if ood else " — |")
