@@ -277,3 +277,56 @@ def test_cost_table_steps_are_what_ran_with_the_cap_when_flops_stopped_early() -
     assert steps_text([{"steps": 100, "steps_done": 6}, {"steps": 100, "steps_done": 8}]) == (
         "7 (cap 100)")
     assert steps_text([{"steps": 40}]) == "40"  # an older budget without steps_done
+
+
+def add_recognition(root: Path, rates: dict[str, tuple[float, float]]) -> None:
+    """Give every run's test episodes a first-attempt card recognition (0/1, one latent draw
+    per episode, so arms stay paired) and its curve a recognition column, as GeneralPoints'
+    image form records them."""
+    for run in root.glob("start-*/runs/*/seed-*"):
+        id_, ood = rates[run.parent.name]
+        for samples in run.glob("test/step-*/samples.jsonl"):
+            rows = [json.loads(line) for line in samples.read_text().splitlines()]
+            for row in rows:
+                split, i = row["id"].rsplit("-", 1)
+                p = id_ if split == "test-id" else ood
+                latent = np.random.default_rng(100 + SPLITS.index(split)).random(N)[int(i)]
+                row["verdicts"] = [{"correct": row["success"],
+                                    "metrics": {"recognition": float(latent < p)}}]
+            samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        curve = run / "curve.jsonl"
+        rows = [json.loads(line) for line in curve.read_text().splitlines()]
+        for row in rows:
+            row["recognition"] = id_ if row["split"] == "test-id" else ood
+        curve.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+# Recognition (ID, OOD): GRPO above Init on both splits, SFT-all below it.
+RECOGNITION = {"init": (0.80, 0.60), "sft-all": (0.70, 0.45), "sft-e": (0.8, 0.6),
+               "sft-m": (0.8, 0.6), "sft-h": (0.8, 0.6), "sft-em": (0.95, 0.9),
+               "grpo": (0.90, 0.75), "sft-em-hard5": (0.8, 0.6)}
+
+
+def test_recognition_claim_is_paired_per_episode_and_drawn(tmp_path: Path) -> None:
+    """Figure 8: RL raises recognition and OOD success, SFT on all data lowers both; read per
+    episode from the first attempt's verdict metric; DC-SFT arms are not part of it."""
+    make_study(tmp_path)
+    assert "rl_recognition" not in claims_of(tmp_path)  # no recognition metric: no claim
+    write_plan(tmp_path, modality="image")
+    add_recognition(tmp_path, RECOGNITION)
+    claim = claims_of(tmp_path)["rl_recognition"]
+    labels = {p.label for p in claim.parts}
+    assert labels == {"grpo > init (test-id, recognition)",
+                      "grpo > init (test-ood-rule, recognition)",
+                      "init > sft-all (test-id, recognition)",
+                      "init > sft-all (test-ood-rule, recognition)",
+                      "grpo > init (test-ood-rule)", "init > sft-all (test-ood-rule)"}
+    assert claim.verdict == "agrees"
+    rec = next(p for p in claim.parts if p.label == "grpo > init (test-id, recognition)")
+    assert rec.interval.estimate == pytest.approx(0.10, abs=0.03)  # 0.90 - 0.80, paired
+    # SFT-all reading the cards better than Init: that part disagrees, the claim is mixed.
+    add_recognition(tmp_path, {**RECOGNITION, "sft-all": (0.95, 0.9)})
+    assert claims_of(tmp_path)["rl_recognition"].verdict == "mixed"
+    text = write_report(tmp_path).read_text()
+    assert "figures/recognition_vs_success.png" in text
+    assert (tmp_path / "figures" / "recognition_vs_success.png").stat().st_size > 5000

@@ -27,12 +27,14 @@ CHEAPER = 2.0  # "several times cheaper": at least 2x in both units agrees, at m
 
 @dataclass
 class Part:
-    """One paired comparison: `better` - `worse` on `split`."""
+    """One paired comparison: `better` - `worse` on `split`, in `metric` (the episode's success,
+    or a verdict metric of its first attempt, e.g. card recognition)."""
 
     better: str
     worse: str
     split: str
     margin: float | None  # None: "beats"; m: "matches or beats" within m
+    metric: str = "success"
     interval: Interval | None = None
     other: Interval | None = None  # the same comparison at the other checkpoint (no verdict)
     verdict: str = "—"
@@ -40,7 +42,8 @@ class Part:
     @property
     def label(self) -> str:
         relation = ">" if self.margin is None else "≥"
-        return f"{self.better} {relation} {self.worse} ({self.split})"
+        metric = "" if self.metric == "success" else f", {self.metric}"
+        return f"{self.better} {relation} {self.worse} ({self.split}{metric})"
 
 
 @dataclass
@@ -124,14 +127,14 @@ def comparisons(study: Study) -> tuple[dict[str, list[Part]], int, float]:
     other = "last" if which == "best" else "best"
     parts = claim_parts(study)
     measured = [p for ps in parts.values() for p in ps
-                if study.paired_data(p.better, p.worse, p.split, which)]
+                if study.paired_data(p.better, p.worse, p.split, which, p.metric)]
     m = max(1, len(measured))
     level = 1 - settings["alpha"] / m
     for i, part in enumerate(p for ps in parts.values() for p in ps):
         part.interval = study.paired(part.better, part.worse, part.split, which, level=level,
-                                     seed=i)
+                                     seed=i, metric=part.metric)
         part.other = study.paired(part.better, part.worse, part.split, other, level=level,
-                                  seed=i)
+                                  seed=i, metric=part.metric)
         part.verdict = verdict(part.interval, margin=part.margin)
     return parts, m, level
 
@@ -218,12 +221,6 @@ def evaluate_claims(study: Study) -> list[Claim]:
             text += "; " + gains
         claims.append(Claim(key, title, evidence, text, combine([p.verdict for p in found]),
                             found))
-    title, default = rl_claims.CLAIMS["rl_recognition"]
-    found_recognition = rl_claims.recognition_claim(study, which)
-    if found_recognition:  # only tasks whose verdicts carry a recognition metric
-        claims.append(Claim("rl_recognition", title,
-                            study.reference("rl_recognition", default), *found_recognition))
-
     title, default = CLAIMS["dcsft_cheaper"]
     evidence = study.reference("dcsft_cheaper", default)
     c = cost(study)

@@ -64,6 +64,15 @@ class TestEval:
     step: int
     results: dict[str, dict[str, Any]]
     outcomes: dict[str, dict[str, float]]  # split -> episode id -> success (0/1)
+    # split -> metric -> episode id -> the first attempt's value (e.g. card recognition 0/1:
+    # the studies measure verdict metrics with V = 1), for paired comparisons of metrics.
+    metric_outcomes: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def values(self, split: str, metric: str = "success") -> dict[str, float] | None:
+        """episode id -> value of `metric` on `split` (None when not measured)."""
+        if metric == "success":
+            return self.outcomes.get(split)
+        return self.metric_outcomes.get(split, {}).get(metric)
 
 
 @dataclass
@@ -200,14 +209,15 @@ class Study:
             se = binomial[0] / math.sqrt(len(binomial))
         return mean, se, len(binomial)
 
-    def paired_data(self, a: str, b: str, split: str,
-                    which: str = "best") -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    def paired_data(self, a: str, b: str, split: str, which: str = "best",
+                    metric: str = "success") -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """start -> (A[seeds, episodes], B[seeds, episodes]) on the episodes both arms' runs
-        of that start were tested on (aligned by episode id)."""
+        of that start were tested on (aligned by episode id); `metric` other than success:
+        the first attempt's verdict metric of each episode."""
         out = {}
         for start in self.starts:
-            tests = {arm: [t.outcomes[split] for run in self.runs_of(arm, start)
-                           if (t := run.test(which)) and split in t.outcomes]
+            tests = {arm: [v for run in self.runs_of(arm, start)
+                           if (t := run.test(which)) and (v := t.values(split, metric))]
                      for arm in (a, b)}
             if not tests[a] or not tests[b]:
                 continue
@@ -220,13 +230,15 @@ class Study:
         return out
 
     def paired(self, a: str, b: str, split: str, which: str = "best", *,
-               level: float = 0.95, seed: int = 0) -> Interval | None:
+               level: float = 0.95, seed: int = 0, metric: str = "success") -> Interval | None:
         """The paired difference A - B on `split` (see `gengap.report.stats`)."""
-        return paired_interval(self.paired_data(a, b, split, which), level=level, seed=seed)
+        return paired_interval(self.paired_data(a, b, split, which, metric), level=level,
+                               seed=seed)
 
-    def paired_delta(self, a: str, b: str, split: str, which: str = "best") -> float | None:
+    def paired_delta(self, a: str, b: str, split: str, which: str = "best",
+                     metric: str = "success") -> float | None:
         """The paired difference's point estimate alone (no interval: cheap, for tables)."""
-        return paired_estimate(self.paired_data(a, b, split, which))
+        return paired_estimate(self.paired_data(a, b, split, which, metric))
 
 
 def pooled(first: Study, second: Study) -> Study:
@@ -253,6 +265,7 @@ def _test_evals(run_dir: Path) -> dict[int, TestEval]:
             p for p in step_dir.iterdir() if p.is_dir())
         results: dict[str, Any] = {}
         outcomes: dict[str, dict[str, float]] = {}
+        metrics: dict[str, dict[str, dict[str, float]]] = {}
         for part in parts:
             found = _json(part / "results.json")
             if not found:
@@ -260,9 +273,13 @@ def _test_evals(run_dir: Path) -> dict[int, TestEval]:
             results.update(found.get("results", {}))
             for row in _jsonl(part / "samples.jsonl"):
                 outcomes.setdefault(row["split"], {})[row["id"]] = float(bool(row["success"]))
+                first = (row.get("verdicts") or [{}])[0].get("metrics", {})
+                for name, value in first.items():
+                    metrics.setdefault(row["split"], {}).setdefault(name, {})[row["id"]] = (
+                        float(value))
         if results:
             step = int(step_dir.name.split("-")[1])
-            out[step] = TestEval(step, results, outcomes)
+            out[step] = TestEval(step, results, outcomes, metrics)
     return out
 
 

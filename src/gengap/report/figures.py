@@ -201,6 +201,60 @@ def id_vs_ood(study: Study, out: Path, which: str = "best") -> Path | None:
     return _save(fig, out)
 
 
+def recognition_vs_success(study: Study, out: Path) -> Path | None:
+    """Card recognition against success per checkpoint ("SFT Memorizes, RL Generalizes"
+    Figure 8): one panel per arm whose curve reports `recognition` (the first attempt's), ID
+    test splits as stars and OOD splits as circles, opacity growing with training compute,
+    each checkpoint's ID and OOD points joined; means over runs per step."""
+    arms = [a for a in study.arms() if a != "init" and hard_share(a) is None and any(
+        "recognition" in row for run in study.runs[a] for row in run.curve)]
+    if not arms:
+        return None
+    marks = {s: ("*", "#d62728") for s in study.with_role("test")}
+    blues = ["#1f77b4", "#17becf", "#393b79"]
+    marks.update({s: ("o", blues[j % len(blues)]) for j, s in enumerate(study.ood_splits)})
+    cols = min(4, len(arms))
+    rows_n = -(-len(arms) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.8 * rows_n), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.flat[len(arms):]:
+        ax.set_visible(False)
+    for ax, arm in zip(axes.flat, arms):
+        points: dict[str, dict[int, tuple[float, float]]] = {}
+        for split in marks:
+            by_step: dict[int, list[tuple[float, float]]] = defaultdict(list)
+            for run in study.runs[arm]:
+                for row in run.curve:
+                    if row["split"] == split and "recognition" in row:
+                        by_step[row["step"]].append((row["success"], row["recognition"]))
+            points[split] = {s: (100 * statistics.fmean(x for x, _ in v),
+                                 100 * statistics.fmean(y for _, y in v))
+                             for s, v in sorted(by_step.items())}
+        steps = sorted({s for found in points.values() for s in found})
+        shade = {s: 0.25 + 0.75 * j / max(1, len(steps) - 1) for j, s in enumerate(steps)}
+        for step in steps:  # the same checkpoint's ID and OOD points, joined
+            pair = [found[step] for found in points.values() if step in found]
+            if len(pair) > 1:
+                ax.plot(*zip(*pair), color="#999999", lw=0.6, alpha=shade[step])
+        for split, found in points.items():
+            if not found:
+                continue
+            marker, colour = marks[split]
+            ax.plot(*zip(*found.values()), color=colour, lw=0.8, alpha=0.5)
+            for step, xy in found.items():
+                ax.scatter(*xy, marker=marker, s=70 if marker == "*" else 36, color=colour,
+                           alpha=shade[step], label=split if step == steps[-1] else None)
+        ax.set_title(arm)
+        ax.set_xlabel("success (%)")
+        ax.tick_params(labelbottom=True)
+        ax.grid(alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel("recognition (%, first attempt)")
+    axes[0][0].legend(fontsize=7, loc="best", title="faint -> solid: more compute",
+                      title_fontsize=7)
+    return _save(fig, out)
+
+
 def pass_rate_histogram(study: Study, out: Path) -> Path | None:
     """Samples by number of correct rollouts, one bar group per start, coloured by bucket."""
     summaries = study.difficulty

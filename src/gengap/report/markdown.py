@@ -289,6 +289,8 @@ def write_report(root: str | Path) -> Path:
         "curves": figures.success_curves(study, fig_dir / "success_vs_step.png"),
         "scatter": figures.id_vs_ood(study, fig_dir / "id_vs_ood.png", which),
         "gflops": figures.success_vs_gflops(study, fig_dir / "success_vs_gflops.png"),
+        "recognition": figures.recognition_vs_success(
+            study, fig_dir / "recognition_vs_success.png"),
         "hist": figures.pass_rate_histogram(study, fig_dir / "pass_rate_hist.png"),
         "ablation": figures.hard_ratio(study, fig_dir / "hard_ratio.png", which),
         "grad": figures.grad_norms(study, fig_dir / "grad_norms.png"),
@@ -325,6 +327,8 @@ def write_report(root: str | Path) -> Path:
     lines += image("curves", "Success vs training step")
     lines += image("scatter", "ID vs OOD success per arm")
     lines += image("gflops", "OOD success vs training GFLOPs (the study's compute)")
+    if made["recognition"]:  # tasks whose verdicts carry a recognition metric
+        lines += image("recognition", "Recognition vs success per checkpoint (Figure 8)")
     lines += ["## Difficulty", ""]
     for start, d in sorted(study.difficulty.items()):
         lines.append(f"- start {start}: {d['n']} training samples, k={d['k']} rollouts at "
