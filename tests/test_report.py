@@ -330,3 +330,29 @@ def test_recognition_claim_is_paired_per_episode_and_drawn(tmp_path: Path) -> No
     text = write_report(tmp_path).read_text()
     assert "figures/recognition_vs_success.png" in text
     assert (tmp_path / "figures" / "recognition_vs_success.png").stat().st_size > 5000
+
+
+def test_an_arm_far_past_its_flops_match_is_named(tmp_path: Path) -> None:
+    """PPO's one update can cost several times GRPO's whole budget: the report says the arm
+    is not at equal compute instead of letting the cost table imply it."""
+    from gengap.report.markdown import match_lines
+
+    make_study(tmp_path, starts=(0,))
+    for arm, spent_d, steps in (("sft-all", 110, 9), ("grpo", 100, 10)):
+        path = tmp_path / "start-0" / "runs" / arm / "seed-0" / "budget.json"
+        budget = json.loads(path.read_text())
+        # N = 1e6: the start's 6N*D_init = 60 GFLOPs; the target 60 + 6N*100 / 1e9 = 60.6.
+        study = {"N": 1e6, "D": spent_d, "D_buffer": 0, "D_init": 10_000}
+        study["gflops"] = 6e-9 * study["N"] * (study["D_init"] + spent_d)
+        budget.update(study_flops=study, max_gflops=60.6, steps_done=steps)
+        path.write_text(json.dumps(budget))
+    assert match_lines(load_study(tmp_path)) == []  # 1.1x: within the step's granularity
+    path = tmp_path / "start-0" / "runs" / "grpo" / "seed-0" / "budget.json"
+    budget = json.loads(path.read_text())
+    budget["study_flops"].update(D=800, gflops=6e-9 * 1e6 * 10_800)
+    budget["steps_done"] = 1
+    path.write_text(json.dumps(budget))
+    lines = match_lines(load_study(tmp_path))
+    assert len(lines) == 4 and "`grpo` spent 8.0x the FLOPs" in lines[2]
+    assert "steps run: 1" in lines[2]
+    assert "not at equal compute" in write_report(tmp_path).read_text()

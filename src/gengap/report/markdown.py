@@ -218,6 +218,37 @@ def budget_table(study: Study) -> list[str]:
     return lines
 
 
+OVERSHOOT = 1.5  # an arm past 1.5x its FLOPs target is not "at equal compute"
+
+
+def match_lines(study: Study) -> list[str]:
+    """Arms matched in FLOPs that spent far more than their target past the start: a FLOPs
+    match stops at the first step past the target, so an arm whose one step costs more than
+    the whole target (PPO re-encodes each episode's history for every transition and trains
+    several epochs on it) cannot be matched finer than that step."""
+    from gengap.cost import gflops_past_start
+
+    lines = []
+    for arm in study.arms():
+        ratios, steps = [], []
+        for run in study.runs[arm]:
+            b = run.budget or {}
+            if not b.get("max_gflops") or not b.get("study_flops"):
+                continue
+            spent = gflops_past_start(b["study_flops"])
+            target = b["max_gflops"] - (b["study_flops"]["gflops"] - spent)
+            if target > 0:
+                ratios.append(spent / target)
+                steps.append(b.get("steps_done"))
+        if ratios and statistics.fmean(ratios) > OVERSHOOT:
+            lines.append(f"- `{arm}` spent {statistics.fmean(ratios):.1f}x the FLOPs it was "
+                         f"matched to past its start (steps run: {', '.join(map(str, steps))}): "
+                         "one of its steps costs more than the target, so it is not at equal "
+                         "compute; read its comparisons as such.")
+    return ([f"FLOPs matches missed by more than {OVERSHOOT}x:", "", *lines, ""]
+            if lines else [])
+
+
 def zero_std_lines(study: Study) -> list[str]:
     """GRPO's share of zero-variance groups (no gradient), with and without the offline filter."""
     lines = []
@@ -342,7 +373,7 @@ def write_report(root: str | Path) -> Path:
 
     if table := v_table(study, which):
         lines += ["## Verification-iteration ablation (equal compute)", ""] + table
-    lines += ["## Cost", ""] + budget_table(study)
+    lines += ["## Cost", ""] + budget_table(study) + match_lines(study)
     lines += zero_std_lines(study) + [""]
     lines += image("cost", "Cost per arm")
     lines += ["## Learning rates", "",
