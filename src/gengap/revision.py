@@ -41,6 +41,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from gengap.errors import InputError
 from gengap.tasks.base import unique_samples
 
@@ -117,6 +119,7 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
     plain: list[tuple[Any, str]] = []  # (first observation, its oracle answer)
     played = failed_first = 0
     index = first_index
+    bar = tqdm(total=want_revision, desc="revision: rows after failures", unit="row")
     while len(revision) < want_revision:
         if played > 50 * rows:
             raise InputError("revision: the model rarely fails, too few failure rows",
@@ -144,6 +147,8 @@ def revision_rows(task: Any, model: Any, processor: Any, phase: RevisionPhase, *
             chosen = [None] * len(played_rows)
         revision += [(turns[i].observation, own or turns[i].target, own is not None)
                      for (_, turns, i), own in zip(played_rows, chosen, strict=True)]
+        bar.update(min(len(revision), want_revision) - bar.n)
+    bar.close()
     rng.shuffle(revision)
     revision = revision[:want_revision]
     while len(plain) < want_plain:  # more first-turn rows than episodes played: repeat
@@ -243,7 +248,7 @@ def measure_revision(model: Any, processor: Any, task: Any, splits: list[str], *
     v = verify_iters or task.verify_iters
     sampler = make_sampler(model, processor)
     out = {}
-    for split in splits:
+    for split in tqdm(splits, desc=f"revision: measuring (T={temperature:g})", unit="split"):
         count = min(n, task.split(split).size or n)
         samples = [task.sample(split, i, seed) for i in range(count)]
         results = run_episodes(sampler, task, samples, SamplingParams(
