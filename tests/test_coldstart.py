@@ -197,6 +197,34 @@ def test_a_zero_vision_rate_freezes_the_vision_side_for_the_phase(tmp_path: Path
     assert all(p.requires_grad for p in model.parameters())  # and trains again afterwards
 
 
+def test_micro_batches_train_the_same_rows_with_the_same_loss(tmp_path: Path) -> None:
+    """A step split into length-balanced micro-batches (gradients accumulated) takes the
+    same step as the whole batch at once: one step over exactly one batch of rows of very
+    different lengths gives the same loss and the same weights."""
+    from gengap.coldstart import Phase, _train_phase, rows_dataset
+    from gengap.models.tiny import build_tiny
+
+    prompts = [[{"role": "user", "content": "24 as11-13 K,A,5,3" + " pad" * (40 * (i % 4))}]
+               for i in range(8)]
+    completions = [f"{i}+13+3+5" * (1 + i % 3) for i in range(8)]
+    phase = Phase("p", 1, 8, 1e-3, warmup_fraction=0.0, lr_scheduler_type="constant")
+    weights, losses = [], []
+    for micro in (1, 4):
+        model, processor = build_tiny("text", seed=0, **SMALL)
+        rows = rows_dataset(processor, prompts, completions, [[] for _ in prompts])
+        losses.append(_train_phase(model, processor, rows, phase, 0, tmp_path / str(micro),
+                                   micro_batches=micro))
+        weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    for name, value in weights[0].items():
+        assert torch.allclose(value, weights[1][name], atol=1e-5), name
+    fresh = dict(build_tiny("text", seed=0, **SMALL)[0].named_parameters())
+    assert any(not torch.equal(v, fresh[n]) for n, v in weights[0].items())  # it did train
+    with pytest.raises(InputError, match="not a multiple"):
+        _train_phase(model, processor, rows, Phase("p", 1, 6, 1e-3), 0, tmp_path / "bad",
+                     micro_batches=4)
+
+
 # -- end to end (reduced recipes) ------------------------------------------------------------
 
 

@@ -406,7 +406,8 @@ def _run_revision(task: Any, recipe: ColdStartRecipe, key: str, out: Path) -> No
     sft = Phase(name="revision", steps=phase.steps, batch_size=phase.batch_size,
                 learning_rate=phase.learning_rate, lr_scheduler_type=phase.lr_scheduler_type,
                 warmup_fraction=phase.warmup_fraction)
-    loss = _train_phase(model, processor, dataset, sft, recipe.seed, out / "trainer")
+    loss = _train_phase(model, processor, dataset, sft, recipe.seed, out / "trainer",
+                        micro_batches=phase.micro_batches)
     shutil.rmtree(out / "trainer", ignore_errors=True)
     model.eval()
     model.save_pretrained(out)
@@ -486,14 +487,29 @@ def warmup_dataset(task: Any, processor: Any, indices: range, seed: int, targets
     return rows_dataset(processor, prompts, completions, images)
 
 def _train_phase(model: Any, processor: Any, dataset: Any, phase: Phase, seed: int,
-                 scratch: Path) -> float | None:
-    """One TRL `SFTTrainer` pass (completion-only loss, one epoch, no checkpoints)."""
+                 scratch: Path, micro_batches: int = 1) -> float | None:
+    """One TRL `SFTTrainer` pass (completion-only loss, one epoch, no checkpoints).
+
+    `micro_batches` > 1: each step's `batch_size` rows are split into that many micro-batches
+    of similar length (transformers' `BatchRebalanceSampler`) and their gradients accumulated:
+    the same rows per step and the same per-token loss, far less padding where lengths vary
+    widely (rows after failures carry whole failed attempts and their feedback)."""
     from trl import SFTConfig, SFTTrainer
 
+    if micro_batches > 1 and phase.batch_size % micro_batches:
+        raise InputError(f"{phase.name}: batch_size {phase.batch_size} is not a multiple of "
+                         f"micro_batches {micro_batches}")
+    split = {"per_device_train_batch_size": phase.batch_size // micro_batches,
+             "gradient_accumulation_steps": micro_batches}
+    if micro_batches > 1 and "input_ids" in dataset.column_names:
+        # Lengths are known for pre-tokenized rows only (image rows are processed per batch:
+        # they accumulate random micro-batches). The sampler's shuffle seed is fixed (42);
+        # the rows arrive in a seeded order of their own.
+        split["train_sampling_strategy"] = "batch_rebalance"
     config = SFTConfig(
         output_dir=str(scratch / phase.name),
         max_steps=phase.steps,
-        per_device_train_batch_size=phase.batch_size,
+        **split,
         learning_rate=phase.learning_rate,
         lr_scheduler_type=phase.lr_scheduler_type,
         warmup_steps=math.ceil(phase.warmup_fraction * phase.steps),
