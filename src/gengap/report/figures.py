@@ -232,15 +232,18 @@ def recognition_vs_success(study: Study, out: Path) -> Path | None:
                              for s, v in sorted(by_step.items())}
         steps = sorted({s for found in points.values() for s in found})
         shade = {s: 0.25 + 0.75 * j / max(1, len(steps) - 1) for j, s in enumerate(steps)}
-        for step in steps:  # the same checkpoint's ID and OOD points, joined
-            pair = [found[step] for found in points.values() if step in found]
-            if len(pair) > 1:
-                ax.plot(*zip(*pair), color="#999999", lw=0.6, alpha=shade[step])
+        ids = [s for s in points if marks[s][0] == "*"]
+        for step in steps:  # the same checkpoint's ID point joined to each OOD point
+            for id_split in ids:
+                for split in (s for s in points if s not in ids):
+                    if step in points[id_split] and step in points[split]:
+                        ax.plot(*zip(points[id_split][step], points[split][step]),
+                                color="#aaaaaa", lw=0.5, ls=":", alpha=shade[step])
         for split, found in points.items():
             if not found:
                 continue
             marker, colour = marks[split]
-            ax.plot(*zip(*found.values()), color=colour, lw=0.8, alpha=0.5)
+            ax.plot(*zip(*found.values()), color=colour, lw=1.2, alpha=0.6)
             for step, xy in found.items():
                 ax.scatter(*xy, marker=marker, s=70 if marker == "*" else 36, color=colour,
                            alpha=shade[step], label=split if step == steps[-1] else None)
@@ -250,8 +253,9 @@ def recognition_vs_success(study: Study, out: Path) -> Path | None:
         ax.grid(alpha=0.3)
     for row in axes:
         row[0].set_ylabel("recognition (%, first attempt)")
-    axes[0][0].legend(fontsize=7, loc="best", title="faint -> solid: more compute",
-                      title_fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       title="faint -> solid:\nmore compute;\ndotted: one checkpoint",
+                       title_fontsize=7)
     return _save(fig, out)
 
 
