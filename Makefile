@@ -59,6 +59,7 @@ bench: setup $(VLLM_VENV)/.gengap-vllm-ok
 	$(BIN)/python benchmarks/generalpoints.py
 	$(BIN)/gengap coldstart --task generalpoints >/dev/null
 	$(BIN)/python benchmarks/rollout.py
+	$(BIN)/python benchmarks/revision_batching.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

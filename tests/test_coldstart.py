@@ -197,6 +197,15 @@ def test_a_zero_vision_rate_freezes_the_vision_side_for_the_phase(tmp_path: Path
     assert all(p.requires_grad for p in model.parameters())  # and trains again afterwards
 
 
+def test_a_revision_key_resolves_the_phase_defaults() -> None:
+    """Two ways to write one revision phase share a key; a changed setting (or default) is a
+    new checkpoint."""
+    plain = resolve_recipe(gp(), revision={"steps": 300})
+    spelled = resolve_recipe(gp(), revision={"steps": 300, "micro_batches": 8})
+    other = resolve_recipe(gp(), revision={"steps": 300, "micro_batches": 4})
+    assert plain.key() == spelled.key() != other.key() != resolve_recipe(gp()).key()
+
+
 def test_micro_batches_train_the_same_rows_with_the_same_loss(tmp_path: Path) -> None:
     """A step split into length-balanced micro-batches (gradients accumulated) takes the
     same step as the whole batch at once: one step over exactly one batch of rows of very

@@ -105,6 +105,10 @@ class ColdStartRecipe:
                     phase.pop(name, None)
         if recipe.get("revision") is None:  # added later: old keys stay valid
             recipe.pop("revision", None)
+        else:  # every setting resolved, defaults too: a changed default is a new checkpoint
+            from gengap.revision import revision_phase
+
+            recipe["revision"] = asdict(revision_phase(recipe["revision"]))
         blob = json.dumps({"format": COLDSTART_FORMAT, "recipe": recipe}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -72,8 +72,9 @@ class RevisionPhase:
     sample_k: int = 8
     # Each step's rows trained as this many length-balanced micro-batches (gradients
     # accumulated: the same rows and loss per step). Rows after failures run from ~60 to
-    # ~750 tokens, and one batch padded to its longest row wastes most of its compute.
-    micro_batches: int = 4
+    # ~1000 tokens, and one batch padded to its longest row trains mostly padding (measured,
+    # benchmarks/revision_batching.py: 10.1 s/step as one batch of 64, 1.6 with 4, 1.1 with 8).
+    micro_batches: int = 8
     eval_temperatures: tuple[float, ...] = (0.0, 0.2)  # 0.0: greedy
 
     def validate(self) -> None:
