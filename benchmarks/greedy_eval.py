@@ -33,18 +33,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
 
-    from gengap.coldstart import cached
-    from gengap.cost import Clock
-    from gengap.models import load_model
-    from gengap.rollout import SamplingParams, make_sampler, run_episodes
-    from gengap.tasks.registry import build_task
+    from _cached import cached_text_model
 
-    task = build_task("generalpoints", {"modality": "text", "prompt_style": "compact"},
-                      tiny=True)
-    model_dir = args.model or cached(task)
-    if model_dir is None:
-        raise SystemExit("no cached cold start: run `gengap coldstart --task generalpoints`")
-    loaded = load_model(str(model_dir), task=task, device="cpu")
+    from gengap.cost import Clock
+    from gengap.rollout import SamplingParams, make_sampler, run_episodes
+
+    task, model_dir, loaded = cached_text_model(args.model)
     sampler = make_sampler(loaded.model, loaded.processor)
     print(f"model: {model_dir}")
 

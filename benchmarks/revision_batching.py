@@ -31,18 +31,14 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
 
-    from gengap.coldstart import Phase, _train_phase, cached, rows_dataset, warmup_split
+    from _cached import cached_text_model
+
+    from gengap.coldstart import Phase, _train_phase, rows_dataset, warmup_split
     from gengap.cost import Clock
     from gengap.models import load_model
     from gengap.revision import RevisionPhase, revision_rows
-    from gengap.tasks.registry import build_task
 
-    task = build_task("generalpoints", {"modality": "text", "prompt_style": "compact"},
-                      tiny=True)
-    model_dir = args.model or cached(task)
-    if model_dir is None:
-        raise SystemExit("no cached cold start: run `gengap coldstart --task generalpoints`")
-    loaded = load_model(str(model_dir), task=task, device="cpu")
+    task, model_dir, loaded = cached_text_model(args.model)
     phase = RevisionPhase(steps=args.steps, batch_size=args.batch_size, plain_share=0.5)
     prompts, completions, images, _ = revision_rows(
         task, loaded.model, loaded.processor, phase, split=warmup_split(task).name,
